@@ -1,0 +1,105 @@
+"""lax vs from-scratch einsum convolution, forward and forward+backward.
+
+Times both implementations of ``cnn_jax.ops.conv2d`` side by side in one run on
+the 3x3 and 1x1 convolutions of ResNet-20 (CIFAR) and ResNet-50 (ImageNet),
+and reports the einsum / lax time ratio and achieved TFLOP/s (analytic FLOPs:
+2 x multiplies forward, 3 x that for forward+backward).
+
+  python -m benchmarks.conv_impls                         # CPU-sized defaults
+  python -m benchmarks.conv_impls --batch 128 --repeats 20 --dtypes float32,bfloat16  # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import timer
+from cnn_jax.ops import conv, cost
+
+# (name, H=W, C_in, C_out, kernel, stride)
+SHAPES = {
+    'resnet20': [
+        ('r20.s1.3x3', 32, 16, 16, 3, 1),
+        ('r20.s2.3x3', 16, 32, 32, 3, 1),
+        ('r20.s3.3x3', 8, 64, 64, 3, 1),
+        ('r20.down.3x3/2', 32, 16, 32, 3, 2),
+    ],
+    'resnet50': [
+        ('r50.c2.3x3', 56, 64, 64, 3, 1),
+        ('r50.c3.3x3', 28, 128, 128, 3, 1),
+        ('r50.c4.3x3', 14, 256, 256, 3, 1),
+        ('r50.c5.3x3', 7, 512, 512, 3, 1),
+        ('r50.c2.1x1.expand', 56, 64, 256, 1, 1),
+        ('r50.c4.1x1.reduce', 14, 1024, 256, 1, 1),
+    ],
+}
+
+
+def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, dtype):
+  kx, kw, kc = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (batch, hw, hw, c_in), dtype)
+  w = jax.random.normal(kw, (k, k, c_in, c_out), dtype) * (k * k * c_in) ** -0.5
+  # A random cotangent: an all-ones one (grad of a sum) lets XLA fold the backward pass.
+  ct = jax.random.normal(kc, (batch, -(-hw // stride), -(-hw // stride), c_out), dtype)
+
+  progs = {}
+  for impl in conv.IMPLS:
+    f = functools.partial(conv.conv2d, stride=stride, padding='SAME', impl=impl)
+    fwd = jax.jit(f)
+    fwd_bwd = jax.jit(lambda x, w, ct, f=f: jax.vjp(f, x, w)[1](ct))
+    progs[('fwd', impl)] = functools.partial(fwd, x, w)
+    progs[('fwd+bwd', impl)] = functools.partial(fwd_bwd, x, w, ct)
+  return progs
+
+
+def run(args) -> dict:
+  rows = []
+  names = [s for group in args.shapes.split(',') for s in SHAPES[group]]
+  for dtype_name in args.dtypes.split(','):
+    dtype = jnp.dtype(dtype_name)
+    for name, hw, c_in, c_out, k, stride in names:
+      c = cost.conv_cost((hw, hw, c_in), c_out, k, stride=stride, padding='SAME', bias=False)
+      fwd_flops = 2 * c.multiplies * args.batch
+      progs = _programs(args.batch, hw, c_in, c_out, k, stride, dtype)
+      for mode, flops in (('fwd', fwd_flops), ('fwd+bwd', 3 * fwd_flops)):
+        t = timer.time_interleaved({impl: progs[(mode, impl)] for impl in conv.IMPLS},
+                                   repeats=args.repeats, warmup=2)
+        row = dict(shape=name, dtype=dtype_name, mode=mode, batch=args.batch,
+                   input=[args.batch, hw, hw, c_in], kernel=[k, k, c_in, c_out], stride=stride,
+                   ratio_einsum_over_lax=t['einsum']['median_s'] / t['lax']['median_s'])
+        for impl in conv.IMPLS:
+          row[f'{impl}_ms'] = 1e3 * t[impl]['median_s']
+          row[f'{impl}_tflops'] = flops / t[impl]['median_s'] / 1e12
+          row[f'{impl}_compile_s'] = t[impl]['compile_s']
+        rows.append(row)
+        print(f"{name:20s} {dtype_name:9s} {mode:8s} lax {row['lax_ms']:9.3f} ms "
+              f"({row['lax_tflops']:6.3f} TF/s)  einsum {row['einsum_ms']:9.3f} ms "
+              f"({row['einsum_tflops']:6.3f} TF/s)  einsum/lax {row['ratio_einsum_over_lax']:5.2f}",
+              flush=True)
+  return {'benchmark': 'conv_impls', 'environment': timer.environment(), 'rows': rows}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  on_cpu = jax.default_backend() == 'cpu'
+  p.add_argument('--batch', type=int, default=8 if on_cpu else 128)
+  p.add_argument('--shapes', default='resnet20,resnet50', help='comma list of ' + ','.join(SHAPES))
+  p.add_argument('--dtypes', default='float32' if on_cpu else 'float32,bfloat16')
+  p.add_argument('--repeats', type=int, default=5 if on_cpu else 30)
+  p.add_argument('--out', default='benchmarks/results/conv_impls.json')
+  args = p.parse_args(argv)
+  unknown = set(args.shapes.split(',')) - set(SHAPES)
+  if unknown:
+    p.error(f'unknown shape group(s) {sorted(unknown)}; choose from {sorted(SHAPES)}')
+  result = run(args)
+  print('wrote', timer.write_json(args.out, result))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,69 @@
+"""Side-by-side timing for benchmarks: interleaved repeats, medians, JSON out.
+
+Machines are noisy, so candidates are timed in alternation (A, B, A, B, ...)
+and compared by the ratio of their medians, never against a fixed threshold.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+import jax
+
+
+def block(tree):
+  """Waits for every array in ``tree`` (async dispatch would hide the cost)."""
+  return jax.tree.map(lambda a: a.block_until_ready() if hasattr(a, 'block_until_ready') else a,
+                      tree)
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int,
+                     warmup: int = 1) -> dict[str, dict[str, float]]:
+  """Runs each zero-argument ``fn`` ``warmup`` times, then ``repeats`` rounds in turn.
+
+  Returns:
+    ``{name: {'median_s', 'min_s', 'compile_s'}}``; ``compile_s`` is the first
+    (tracing + compilation) call, reported separately from steady state.
+  """
+  out = {}
+  for name, fn in fns.items():
+    t0 = time.perf_counter()
+    block(fn())
+    out[name] = {'compile_s': time.perf_counter() - t0}
+    for _ in range(warmup - 1):
+      block(fn())
+  samples = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      block(fn())
+      samples[name].append(time.perf_counter() - t0)
+  for name, s in samples.items():
+    out[name].update(median_s=statistics.median(s), min_s=min(s))
+  return out
+
+
+def environment() -> dict[str, str]:
+  """What a reader needs to compare numbers: device, versions, date."""
+  dev = jax.devices()[0]
+  return {
+      'device': getattr(dev, 'device_kind', str(dev)),
+      'platform': dev.platform,
+      'device_count': str(jax.device_count()),
+      'host': platform.processor() or platform.machine(),
+      'jax': jax.__version__,
+      'date': datetime.date.today().isoformat(),
+  }
+
+
+def write_json(path: str | pathlib.Path, payload: dict) -> pathlib.Path:
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(payload, indent=2) + '\n')
+  return path

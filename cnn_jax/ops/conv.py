@@ -1,0 +1,238 @@
+"""2-D convolution, two ways: ``lax.conv_general_dilated`` and a from-scratch einsum.
+
+Conventions: activations NHWC, kernels HWIO ``(kh, kw, C_in // groups, C_out)``.
+``conv2d`` is what deep learning calls convolution, i.e. cross-correlation;
+``convolve2d`` is the mathematical convolution (kernel flipped in space).
+
+The einsum implementation (``impl='einsum'``) never touches a convolution
+primitive (``conv_general_dilated_patches`` included): it pads with
+``lax.pad``, gathers the ``kh * kw`` shifted, strided views of the input with
+plain slicing, stacks them into patches and contracts patches with the kernel
+in a single ``jnp.einsum``. It supports the same stride, padding, dilation and
+groups as the lax path, and autodiff gives its gradients (slices transpose to
+pads, the einsum to einsums), so forward and backward match the lax version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from cnn_jax.ops import shapes
+from cnn_jax.ops.shapes import Padding
+
+Impl = Literal['lax', 'einsum']
+IMPLS: tuple[str, ...] = ('lax', 'einsum')
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _check_impl(impl: str) -> None:
+  if impl not in IMPLS:
+    raise ValueError(f'unknown conv impl {impl!r}; choose one of {IMPLS}.')
+
+
+def _check_operands(name: str, x: jax.Array, w: jax.Array, b: jax.Array | None,
+                    groups: int) -> None:
+  """Validates ranks, channels and dtypes, so users never see a raw XLA error."""
+  shapes.check_nhwc(x, name)
+  if w.ndim != 4:
+    raise ValueError(
+        f'{name} expects an HWIO kernel of rank 4 (kh, kw, C_in // groups, C_out), '
+        f'got shape {tuple(w.shape)}.')
+  if groups < 1 or x.shape[-1] % groups or w.shape[-1] % groups:
+    raise ValueError(
+        f'{name}: groups={groups} must divide input channels {x.shape[-1]} and output '
+        f'channels {w.shape[-1]}.')
+  if x.shape[-1] != w.shape[2] * groups:
+    raise ValueError(
+        f'{name}: input has {x.shape[-1]} channels (shape {tuple(x.shape)}) but the kernel '
+        f'{tuple(w.shape)} expects {w.shape[2] * groups} (= {w.shape[2]} x groups {groups}); '
+        'make kernel axis 2 equal C_in // groups.')
+  if x.dtype != w.dtype:
+    raise ValueError(
+        f'{name}: input is {x.dtype} but kernel is {w.dtype}; cast both to one compute '
+        'dtype first (e.g. w.astype(x.dtype)).')
+  if b is not None and b.shape != (w.shape[-1],):
+    raise ValueError(f'{name}: bias must have shape ({w.shape[-1]},), got {tuple(b.shape)}.')
+
+
+def _geometry(x: jax.Array, w: jax.Array, stride, padding, dilation):
+  strides = shapes.pair(stride, 'stride')
+  dilations = shapes.pair(dilation, 'dilation')
+  pads = shapes.normalize_padding(padding, x.shape[1:3], w.shape[:2], strides, dilations)
+  # Raises a clear error when the (dilated) kernel does not fit.
+  out_hw = shapes.conv_output_hw(x.shape[1:3], w.shape[:2], strides, pads, dilations)
+  return strides, dilations, pads, out_hw
+
+
+def extract_patches(x: jax.Array, kernel_hw: Sequence[int], *, stride=1,
+                    padding: Padding = 'VALID', dilation=1) -> jax.Array:
+  """Every receptive field of ``x``, built from strided slices (no conv primitive).
+
+  Args:
+    x: (N, H, W, C).
+    kernel_hw: (kh, kw).
+    stride, padding, dilation: as in ``conv2d``.
+
+  Returns:
+    (N, H_out, W_out, kh, kw, C): ``patches[n, i, j, p, q]`` is the input pixel
+    under kernel tap ``(p, q)`` of the window at output position ``(i, j)``.
+  """
+  kh, kw = shapes.pair(tuple(kernel_hw), 'kernel_hw')
+  strides = shapes.pair(stride, 'stride')
+  dilations = shapes.pair(dilation, 'dilation')
+  pads = shapes.normalize_padding(padding, x.shape[1:3], (kh, kw), strides, dilations)
+  h_out, w_out = shapes.conv_output_hw(x.shape[1:3], (kh, kw), strides, pads, dilations)
+  zero = jnp.zeros((), x.dtype)
+  xp = lax.pad(x, zero, ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+  (sh, sw), (dh, dw) = strides, dilations
+  rows = []
+  for p in range(kh):
+    cols = []
+    for q in range(kw):
+      top, left = p * dh, q * dw
+      cols.append(lax.slice(
+          xp, (0, top, left, 0),
+          (xp.shape[0], top + (h_out - 1) * sh + 1, left + (w_out - 1) * sw + 1, xp.shape[3]),
+          (1, sh, sw, 1)))
+    rows.append(jnp.stack(cols, axis=3))
+  return jnp.stack(rows, axis=3)
+
+
+def conv2d_einsum(x: jax.Array, w: jax.Array, *, stride=1, padding: Padding = 'VALID',
+                  dilation=1, groups: int = 1, precision=None) -> jax.Array:
+  """From-scratch cross-correlation: patches from slicing, then one einsum.
+
+  Shapes as in ``conv2d``. Grouped convolutions split the channel axis of both
+  the patches and the kernel into ``(groups, C // groups)`` and contract inside
+  each group (``groups == C_in`` is a depthwise convolution).
+  """
+  kh, kw, c_in_g, c_out = w.shape
+  patches = extract_patches(x, (kh, kw), stride=stride, padding=padding, dilation=dilation)
+  n, h_out, w_out = patches.shape[:3]
+  if groups == 1:
+    return jnp.einsum('nhwpqc,pqco->nhwo', patches, w, precision=precision)
+  patches = patches.reshape(n, h_out, w_out, kh, kw, groups, c_in_g)
+  wg = w.reshape(kh, kw, c_in_g, groups, c_out // groups)
+  y = jnp.einsum('nhwpqgc,pqcgo->nhwgo', patches, wg, precision=precision)
+  return y.reshape(n, h_out, w_out, c_out)
+
+
+def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
+           stride: int | Sequence[int] = 1, padding: Padding = 'VALID',
+           dilation: int | Sequence[int] = 1, groups: int = 1, impl: Impl = 'lax',
+           precision=None) -> jax.Array:
+  """2-D cross-correlation (deep learning's "convolution") with optional bias.
+
+  Args:
+    x: (N, H, W, C_in) input.
+    w: (kh, kw, C_in // groups, C_out) kernel.
+    b: optional (C_out,) bias.
+    stride: int or (sh, sw).
+    padding: 'VALID', 'SAME' (TF-style), int p, (lo, hi) or ((t, b), (l, r)).
+    dilation: kernel (atrous) dilation, int or pair.
+    groups: feature groups; ``groups == C_in`` is depthwise.
+    impl: 'lax' (``lax.conv_general_dilated``) or 'einsum' (from scratch).
+    precision: passed to the contraction (e.g. ``lax.Precision.HIGHEST`` to
+      avoid TF32 on GPU when comparing implementations).
+
+  Returns:
+    (N, H_out, W_out, C_out) with ``H_out = floor((H + pt + pb - d(kh-1) - 1)/sh) + 1``.
+  """
+  _check_impl(impl)
+  _check_operands('conv2d', x, w, b, groups)
+  strides, dilations, pads, _ = _geometry(x, w, stride, padding, dilation)
+  if impl == 'lax':
+    y = lax.conv_general_dilated(
+        x, w, window_strides=strides, padding=pads, rhs_dilation=dilations,
+        dimension_numbers=_DIMENSION_NUMBERS, feature_group_count=groups, precision=precision)
+  else:
+    y = conv2d_einsum(x, w, stride=strides, padding=pads, dilation=dilations, groups=groups,
+                      precision=precision)
+  if b is not None:
+    y = y + b.astype(y.dtype)
+  return y
+
+
+def flip_kernel(w: jax.Array) -> jax.Array:
+  """Rotates an HWIO kernel by 180 degrees in space (flips both spatial axes)."""
+  return w[::-1, ::-1]
+
+
+def convolve2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, **kwargs) -> jax.Array:
+  """True (mathematical) 2-D convolution: ``conv2d`` with the kernel flipped.
+
+  ``convolve2d(x, w) == conv2d(x, flip_kernel(w))``; for a single channel this
+  matches ``scipy.signal.convolve2d``, while ``conv2d`` matches ``correlate2d``.
+  Arguments as in ``conv2d``.
+  """
+  _check_operands('convolve2d', x, w, b, kwargs.get('groups', 1))
+  return conv2d(x, flip_kernel(w), b, **kwargs)
+
+
+def conv_transpose2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
+                     stride: int | Sequence[int] = 1, padding: Padding = 'VALID',
+                     output_padding: int | Sequence[int] = 0,
+                     dilation: int | Sequence[int] = 1, impl: Impl = 'lax',
+                     precision=None) -> jax.Array:
+  """Transposed ("fractionally strided") convolution, e.g. for FCN upsampling.
+
+  Defined as the adjoint of ``conv2d``: with ``w`` of shape
+  ``(kh, kw, C_in, C_out)`` and ``wt = w.swapaxes(2, 3)``,
+  ``conv_transpose2d(x, w)`` is the vector-Jacobian product of
+  ``z -> conv2d(z, wt, stride=stride, padding=padding, dilation=dilation)``
+  with cotangent ``x``. So ``<conv2d(z, wt), x> == <z, conv_transpose2d(x, w)>``.
+
+  Args:
+    x: (N, H, W, C_in).
+    w: (kh, kw, C_in, C_out).
+    b: optional (C_out,) bias.
+    stride: the upsampling factor (the stride of the conv being transposed).
+    padding: the padding of the conv being transposed; ``'SAME'`` gives an
+      output of exactly ``H * stride``. Explicit pads crop the output.
+    output_padding: extra rows/cols at the end (bottom/right), choosing among
+      the input sizes that a strided conv maps to the same output size.
+    dilation, impl, precision: as in ``conv2d``.
+
+  Returns:
+    (N, H_out, W_out, C_out) with ``H_out = (H - 1) s + d (kh - 1) + 1 - pt - pb + op``.
+  """
+  _check_impl(impl)
+  _check_operands('conv_transpose2d', x, w, b, groups=1)
+  strides = shapes.pair(stride, 'stride')
+  dilations = shapes.pair(dilation, 'dilation')
+  out_pad = shapes.pair(output_padding, 'output_padding', minimum=0)
+  if any(op >= max(s, d) for op, s, d in zip(out_pad, strides, dilations)):
+    raise ValueError(
+        f'output_padding {output_padding} must be below max(stride, dilation) per axis, '
+        f'here {tuple(max(s, d) for s, d in zip(strides, dilations))}.')
+  k_eff = [shapes.effective_kernel_size(f, d) for f, d in zip(w.shape[:2], dilations)]
+  if isinstance(padding, str) and padding.upper() == 'SAME':
+    # Adjoint of a 'SAME' conv applied to an input of size H * s.
+    fwd = [shapes.same_padding(n * s, f, s, d)
+           for n, f, s, d in zip(x.shape[1:3], w.shape[:2], strides, dilations)]
+    out_pad = tuple(op + n * s - ((n - 1) * s + k - lo - hi)
+                    for op, n, s, k, (lo, hi) in zip(out_pad, x.shape[1:3], strides, k_eff, fwd))
+  else:
+    fwd = shapes.normalize_padding(padding, x.shape[1:3], w.shape[:2], strides, dilations)
+  # Zero-insert (interior padding) by the stride, pad by k_eff - 1 - p, then a
+  # stride-1 correlation with the spatially flipped kernel: the textbook adjoint.
+  # lax.pad also handles the negative pads that crop when p > k_eff - 1.
+  pads = [(k - 1 - lo, k - 1 - hi + op) for k, (lo, hi), op in zip(k_eff, fwd, out_pad)]
+  wf = flip_kernel(w)
+  if impl == 'lax':
+    y = lax.conv_general_dilated(
+        x, wf, window_strides=(1, 1), padding=pads, lhs_dilation=strides,
+        rhs_dilation=dilations, dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
+  else:
+    zero = jnp.zeros((), x.dtype)
+    xd = lax.pad(x, zero, ((0, 0, 0), (*pads[0], strides[0] - 1),
+                           (*pads[1], strides[1] - 1), (0, 0, 0)))
+    y = conv2d_einsum(xd, wf, dilation=dilations, precision=precision)
+  if b is not None:
+    y = y + b.astype(y.dtype)
+  return y

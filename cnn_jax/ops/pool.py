@@ -1,0 +1,238 @@
+"""Spatial pooling on NHWC activations, built on ``lax.reduce_window``.
+
+Pooling has no parameters, so there is nothing to initialise: every function
+here is a pure map from an ``(N, H, W, C)`` array to a pooled one. Windows and
+strides are an int or an ``(h, w)`` pair; ``stride`` defaults to the window
+(non-overlapping pooling). ``padding`` takes every spelling documented in
+:mod:`cnn_jax.ops.shapes`.
+
+Each window covers the ``h x w`` cells of one channel; channels and the batch
+are never mixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from cnn_jax.ops.shapes import (IntPair, Padding, check_nhwc, conv_output_hw, normalize_padding,
+                                pair)
+
+Window = int | Sequence[int]
+
+def _check_floating(x: jax.Array, name: str) -> None:
+  # Averages and norms of integers would silently truncate or overflow.
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f'{name} expects a floating-point input, got dtype {x.dtype}; '
+                     'cast it first, e.g. x.astype(jnp.float32).')
+
+
+def _geometry(x: jax.Array, window: Window, stride: Window | None, padding: Padding,
+              name: str) -> tuple[IntPair, IntPair, tuple[IntPair, IntPair]]:
+  """Validates a pooling call; returns ``(window, stride, pads)`` as int pairs."""
+  check_nhwc(x, name)
+  window = pair(window, 'window')
+  stride = window if stride is None else pair(stride, 'stride')
+  in_hw = x.shape[1:3]
+  pads = normalize_padding(padding, in_hw, window, stride)
+  # A window lying wholly in padding has no real cell: max would be -inf and
+  # the default average 0/0, so such paddings are rejected rather than
+  # producing silent infs and NaNs. 'SAME' never triggers this.
+  for axis, f, (lo, hi) in zip(('height', 'width'), window, pads):
+    if lo >= f or hi >= f:
+      raise ValueError(f'{name} padding ({lo}, {hi}) along {axis} must be smaller than the '
+                       f'window size {f}; reduce the padding or enlarge the window.')
+  try:
+    conv_output_hw(in_hw, window, stride, pads)
+  except ValueError as e:  # The window does not fit; say which op complained.
+    raise ValueError(f'{name}: {e}') from None
+  return window, stride, pads
+
+
+def _reduce(x: jax.Array, init: np.ndarray, op, window: IntPair, stride: IntPair,
+            pads: tuple[IntPair, IntPair]) -> jax.Array:
+  # A concrete identity ``init`` (0 for add, -inf for max) lets JAX use the
+  # monoid reduce_window primitives, which are the ones with gradient rules.
+  # reduce_window pads with ``init``, which is what makes max padding -inf.
+  return lax.reduce_window(x, init, op, (1, *window, 1), (1, *stride, 1),
+                           ((0, 0), *pads, (0, 0)))
+
+
+def _accumulation_dtype(dtype) -> jnp.dtype:
+  # Window sums of bf16/f16 lose precision quickly; accumulate in at least f32.
+  return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
+def _real_cell_counts(in_hw: Sequence[int], window: IntPair, stride: IntPair,
+                      pads: tuple[IntPair, IntPair]) -> np.ndarray:
+  """Number of non-padding cells under each window, shape ``(H', W')``.
+
+  The count depends only on static shapes and factors over the two axes, so
+  it is computed here in numpy at trace time and enters XLA as a constant.
+  """
+  per_axis = []
+  for n, f, s, (lo, hi) in zip(in_hw, window, stride, pads):
+    out = (n + lo + hi - f) // s + 1
+    starts = np.arange(out) * s - lo
+    per_axis.append(np.minimum(starts + f, n) - np.maximum(starts, 0))
+  return np.outer(*per_axis)
+
+
+def max_pool(x: jax.Array, window: Window, stride: Window | None = None,
+             padding: Padding = 'VALID') -> jax.Array:
+  """Maximum over each window.
+
+  Padded cells hold ``-inf`` (the integer minimum for integer inputs), so they
+  never win. The gradient flows only to the maximal cell of each window.
+
+  Args:
+    x: ``(N, H, W, C)`` floating or integer array.
+    window: window size, int or ``(h, w)``.
+    stride: step between windows, int or ``(h, w)``; defaults to ``window``.
+    padding: any spelling from :mod:`cnn_jax.ops.shapes`.
+
+  Returns:
+    ``(N, H', W', C)`` with ``H' = conv_output_size(H, h, stride_h, pad_h)``.
+  """
+  window, stride, pads = _geometry(x, window, stride, padding, 'max_pool')
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    init = np.array(-np.inf, x.dtype)
+  elif jnp.issubdtype(x.dtype, jnp.integer):
+    init = np.array(np.iinfo(x.dtype).min, x.dtype)
+  else:
+    raise ValueError(f'max_pool expects a floating or integer input, got dtype {x.dtype}; '
+                     'cast it first, e.g. x.astype(jnp.float32).')
+  return _reduce(x, init, lax.max, window, stride, pads)
+
+
+def avg_pool(x: jax.Array, window: Window, stride: Window | None = None,
+             padding: Padding = 'VALID', count_include_pad: bool = False) -> jax.Array:
+  """Mean over each window.
+
+  With the default ``count_include_pad=False`` each window's sum is divided by
+  the number of real (non-padding) cells under it, the Keras/TensorFlow
+  convention, so border outputs are not darkened by padding zeros. With
+  ``True`` it is divided by the full window area ``h * w``, as PyTorch's
+  default does. Both agree for ``'VALID'``.
+
+  Args:
+    x: ``(N, H, W, C)`` floating array.
+    window: window size, int or ``(h, w)``.
+    stride: step between windows, int or ``(h, w)``; defaults to ``window``.
+    padding: any spelling from :mod:`cnn_jax.ops.shapes`; padding counts as 0.
+    count_include_pad: whether padding cells count in the divisor.
+
+  Returns:
+    ``(N, H', W', C)`` array of the same dtype as ``x``.
+  """
+  window, stride, pads = _geometry(x, window, stride, padding, 'avg_pool')
+  _check_floating(x, 'avg_pool')
+  acc = _accumulation_dtype(x.dtype)
+  sums = _reduce(x.astype(acc), np.array(0, acc), lax.add, window, stride, pads)
+  if count_include_pad:
+    counts = np.full((1, 1), window[0] * window[1])
+  else:
+    counts = _real_cell_counts(x.shape[1:3], window, stride, pads)
+  return (sums / jnp.asarray(counts[None, :, :, None], acc)).astype(x.dtype)
+
+
+
+def _adaptive_bins(n: int, out: int) -> np.ndarray:
+  """``(out, n)`` averaging matrix: row ``i`` is ``1/len`` over PyTorch's bin ``i``.
+
+  Bin ``i`` spans ``[floor(i * n / out), ceil((i + 1) * n / out))``; bins may
+  overlap (``n % out != 0``) or repeat cells (``out > n``).
+  """
+  i = np.arange(out)
+  starts, ends = (i * n) // out, -((-(i + 1) * n) // out)
+  cells = np.arange(n)
+  member = (cells[None, :] >= starts[:, None]) & (cells[None, :] < ends[:, None])
+  return member / (ends - starts)[:, None]
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int]) -> jax.Array:
+  """Mean over ``output_size`` bins, PyTorch ``AdaptiveAvgPool2d`` semantics.
+
+  Output cell ``(i, j)`` averages rows ``[floor(i * H / h), ceil((i + 1) * H / h))``
+  and the matching columns, so any input size maps to a fixed output size
+  (e.g. AlexNet's and VGG's classifiers at resolutions other than 224).
+  Shapes are static: the bins are computed at trace time.
+
+  Args:
+    x: ``(N, H, W, C)`` floating array.
+    output_size: ``(h, w)`` or an int for a square output; ``h`` may exceed
+      ``H`` (cells are then repeated).
+
+  Returns:
+    ``(N, h, w, C)`` array of the same dtype as ``x``.
+  """
+  check_nhwc(x, 'adaptive_avg_pool')
+  _check_floating(x, 'adaptive_avg_pool')
+  out_hw = pair(output_size, 'output_size')
+  in_hw = x.shape[1:3]
+  if all(n % o == 0 for n, o in zip(in_hw, out_hw)):
+    # Equal, disjoint bins: a plain average pool (one reduce_window).
+    window = tuple(n // o for n, o in zip(in_hw, out_hw))
+    return avg_pool(x, window)
+  # Uneven bins overlap, so no single window/stride fits; the pool is separable
+  # and linear, so two small constant matrices express it exactly.
+  acc = _accumulation_dtype(x.dtype)
+  mh, mw = (jnp.asarray(_adaptive_bins(n, o), acc) for n, o in zip(in_hw, out_hw))
+  y = jnp.einsum('ih,nhwc,jw->nijc', mh, x.astype(acc), mw,
+                 precision=lax.Precision.HIGHEST)
+  return y.astype(x.dtype)
+
+def lp_pool(x: jax.Array, p: float, window: Window, stride: Window | None = None,
+            padding: Padding = 'VALID') -> jax.Array:
+  """Power-``p`` pooling: ``(sum over window of |x|^p)^(1/p)``.
+
+  A sum, not a mean, as in PyTorch's ``LPPool2d``: ``p=1`` is the window sum of
+  ``|x|``, ``p=2`` is L2 pooling, and large ``p`` approaches max pooling of
+  ``|x|``. Padding cells count as 0 and so add nothing. The gradient is finite
+  (zero) for windows that are all zero, where ``s^(1/p)`` itself has an
+  infinite slope.
+
+  Args:
+    x: ``(N, H, W, C)`` floating array.
+    p: finite exponent ``>= 1`` (below 1, ``|x|^p`` has an infinite slope at 0
+      and the result is not a norm).
+    window: window size, int or ``(h, w)``.
+    stride: step between windows, int or ``(h, w)``; defaults to ``window``.
+    padding: any spelling from :mod:`cnn_jax.ops.shapes`.
+
+  Returns:
+    ``(N, H', W', C)`` array of the same dtype as ``x``.
+  """
+  window, stride, pads = _geometry(x, window, stride, padding, 'lp_pool')
+  _check_floating(x, 'lp_pool')
+  p = float(p)
+  if not 1 <= p < np.inf:
+    raise ValueError(f'lp_pool needs a finite p >= 1, got p={p}; use max_pool for p=inf.')
+  # An integral p keeps |x|**p on lax.integer_pow: exact, and cheaper than exp/log.
+  p = int(p) if p.is_integer() else p
+  acc = _accumulation_dtype(x.dtype)
+  sums = _reduce(jnp.abs(x.astype(acc)) ** p, np.array(0, acc), lax.add, window, stride, pads)
+  if p == 1:
+    return sums.astype(x.dtype)
+  # Safe-where: the derivative of s^(1/p) is infinite at s=0, and inf * 0 from
+  # the inner |x|^p would be NaN; route s=0 through a harmless value instead.
+  positive = sums > 0
+  root = jnp.where(positive, sums, 1) ** (1 / p)
+  return jnp.where(positive, root, 0).astype(x.dtype)
+
+
+def global_avg_pool(x: jax.Array, keepdims: bool = False) -> jax.Array:
+  """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)``, or ``(N, 1, 1, C)``."""
+  check_nhwc(x, 'global_avg_pool')
+  _check_floating(x, 'global_avg_pool')
+  return jnp.mean(x, axis=(1, 2), keepdims=keepdims)
+
+
+def global_max_pool(x: jax.Array, keepdims: bool = False) -> jax.Array:
+  """Maximum over all spatial positions: ``(N, H, W, C) -> (N, C)``, or ``(N, 1, 1, C)``."""
+  check_nhwc(x, 'global_max_pool')
+  return jnp.max(x, axis=(1, 2), keepdims=keepdims)
