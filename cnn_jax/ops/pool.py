@@ -144,8 +144,9 @@ def avg_pool(x: jax.Array, window: Window, stride: Window | None = None,
 def _adaptive_bins(n: int, out: int) -> np.ndarray:
   """``(out, n)`` averaging matrix: row ``i`` is ``1/len`` over PyTorch's bin ``i``.
 
-  Bin ``i`` spans ``[floor(i * n / out), ceil((i + 1) * n / out))``; bins may
-  overlap (``n % out != 0``) or repeat cells (``out > n``).
+  Bin ``i`` spans ``[floor(i * n / out), ceil((i + 1) * n / out))``; when
+  ``n % out != 0`` bins differ in size and may overlap (or repeat cells if
+  ``out > n``).
   """
   i = np.arange(out)
   starts, ends = (i * n) // out, -((-(i + 1) * n) // out)
@@ -174,17 +175,20 @@ def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int]) -> jax.Arr
   _check_floating(x, 'adaptive_avg_pool')
   out_hw = pair(output_size, 'output_size')
   in_hw = x.shape[1:3]
+  if tuple(in_hw) == out_hw:  # e.g. AlexNet and VGG at 224x224.
+    return x
   if all(n % o == 0 for n, o in zip(in_hw, out_hw)):
     # Equal, disjoint bins: a plain average pool (one reduce_window).
     window = tuple(n // o for n, o in zip(in_hw, out_hw))
     return avg_pool(x, window)
-  # Uneven bins overlap, so no single window/stride fits; the pool is separable
-  # and linear, so two small constant matrices express it exactly.
+  # Uneven bins differ in size and may overlap, so no single window/stride
+  # fits; the pool is separable and linear, so two constant matrices express it.
   acc = _accumulation_dtype(x.dtype)
   mh, mw = (jnp.asarray(_adaptive_bins(n, o), acc) for n, o in zip(in_hw, out_hw))
   y = jnp.einsum('ih,nhwc,jw->nijc', mh, x.astype(acc), mw,
                  precision=lax.Precision.HIGHEST)
   return y.astype(x.dtype)
+
 
 def lp_pool(x: jax.Array, p: float, window: Window, stride: Window | None = None,
             padding: Padding = 'VALID') -> jax.Array:

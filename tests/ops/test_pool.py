@@ -274,6 +274,7 @@ class AdaptiveAvgPoolTest(chex.TestCase):
       ((1, 8, 5, 2), (4, 3)),     # one axis divisible, the other not
       ((1, 2, 3, 1), (6, 6)),     # output larger than input repeats cells
       ((2, 5, 5, 4), 1),          # global average
+      ((1, 6, 6, 2), 6),          # identity
   )
   def test_matches_numpy_reference(self, shape, output_size):
     x = np.random.default_rng(7).normal(size=shape).astype(np.float32)

@@ -1,0 +1,44 @@
+"""The model registry: every name builds, errors list the valid choices."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from cnn_jax import models
+from cnn_jax.models import registry
+
+
+def test_every_registered_model_initialises_abstractly():
+  for name in models.list_models():
+    model = models.get_model(name)
+    shape = (1, 32, 32, 1 if name == 'lenet5_classic' else 3)
+    if not (name.startswith(('cifar', 'lenet'))):
+      shape = (1, 224, 224, 3)
+    out = jax.eval_shape(lambda: model.init_with_output(
+        {'params': jax.random.key(0), 'dropout': jax.random.key(1)}, jnp.zeros(shape))[0])
+    assert out.ndim == 2, name
+
+
+def test_overrides_and_defaults():
+  m = models.get_model('cifar_plain56', num_classes=100, conv_impl='einsum')
+  assert (m.depth, m.plain, m.num_classes, m.conv_impl) == (56, True, 100, 'einsum')
+  assert models.get_model('vgg16_bn').batch_norm
+
+
+def test_unknown_name_lists_known_models():
+  with pytest.raises(ValueError, match=r"unknown model 'resnet1000'; known models: .*resnet50"):
+    models.get_model('resnet1000')
+
+
+def test_unknown_argument_lists_valid_ones():
+  with pytest.raises(ValueError, match=r"model 'resnet18' has no argument\(s\) \['widht'\]; "
+                                       r'valid: .*width'):
+    models.get_model('resnet18', widht=32)
+
+
+def test_register_new_model_and_duplicate(monkeypatch):
+  monkeypatch.setattr(registry, '_MODELS', dict(registry._MODELS))  # leave the zoo as it was
+  models.register('tiny_cifar_resnet_test', models.CifarResNet, depth=8)
+  assert models.get_model('tiny_cifar_resnet_test').depth == 8
+  with pytest.raises(ValueError, match='already registered'):
+    models.register('tiny_cifar_resnet_test', models.CifarResNet)
