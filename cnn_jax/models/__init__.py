@@ -8,6 +8,7 @@ from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.registry import get_model, list_models, model_fields, register
 from cnn_jax.models.resnet import CifarResNet, ResNet
+from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.introspect import (LayerRow, count_multiplies, format_summary, summary,
                                     xla_flops)
 from cnn_jax.models.vgg import VGG

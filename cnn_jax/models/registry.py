@@ -17,6 +17,7 @@ from cnn_jax.models.alexnet import AlexNet
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
+from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.vgg import VGG
 
 _MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
@@ -31,6 +32,7 @@ _MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     **{f'cifar_plain{d}': (CifarResNet, {'depth': d, 'plain': True})
        for d in (20, 32, 44, 56, 110)},
     'googlenet': (GoogLeNet, {}),
+    'simple_cnn': (SimpleCNN, {}),
 }
 
 

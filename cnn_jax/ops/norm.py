@@ -16,8 +16,10 @@ Params = dict[str, jax.Array]
 
 def batch_norm_init(num_features: int, dtype=jnp.float32) -> tuple[Params, Params]:
   """Identity transform and unit running variance: ``(params, state)``."""
-  ones, zeros = jnp.ones((num_features,), dtype), jnp.zeros((num_features,), dtype)
-  return {'scale': ones, 'bias': zeros}, {'mean': zeros, 'var': ones}
+  # Separate arrays: a donated train state must not hold one buffer twice.
+  ones = lambda: jnp.ones((num_features,), dtype)
+  zeros = lambda: jnp.zeros((num_features,), dtype)
+  return {'scale': ones(), 'bias': zeros()}, {'mean': zeros(), 'var': ones()}
 
 
 def batch_norm(params: Params, state: Params, x: jax.Array, *, train: bool,

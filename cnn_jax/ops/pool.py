@@ -106,6 +106,14 @@ def max_pool(x: jax.Array, window: Window, stride: Window | None = None,
   else:
     raise ValueError(f'max_pool expects a floating or integer input, got dtype {x.dtype}; '
                      'cast it first, e.g. x.astype(jnp.float32).')
+  n, h, w, c = x.shape
+  if (window == stride and pads == ((0, 0), (0, 0)) and h % window[0] == 0 and
+      w % window[1] == 0):
+    # Non-overlapping tiles: a reshape + max is the same function, and its
+    # gradient avoids select_and_scatter, which is ~8x slower on CPU. (On exact
+    # ties the gradient is split evenly instead of going to the first cell.)
+    tiles = x.reshape(n, h // window[0], window[0], w // window[1], window[1], c)
+    return jnp.max(tiles, axis=(2, 4))
   return _reduce(x, init, lax.max, window, stride, pads)
 
 

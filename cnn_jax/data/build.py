@@ -1,0 +1,46 @@
+"""From ``config.data`` to an in-memory split: the one place that picks a loader."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnn_jax.data.dataset import ArrayDataset
+
+
+def load_split(data: Any, split: str, *, seed: int = 0) -> ArrayDataset:
+  """Loads ``split`` of the dataset described by ``config.data``.
+
+  Args:
+    data: the ``config.data`` ConfigDict (see :mod:`cnn_jax.train.config`).
+    split: split name, e.g. ``data.train_split``.
+    seed: the synthetic set's generation seed (other sources ignore it).
+  """
+  if data.name == 'synthetic':
+    from cnn_jax.data.synthetic import load_synthetic
+    is_train = split == data.train_split
+    return load_synthetic('train' if is_train else 'test',
+                          num_examples=data.num_train if is_train else data.num_eval,
+                          image_size=data.image_size, num_classes=data.num_classes, seed=seed)
+  if data.name == 'image_folder':
+    from cnn_jax.data.image_folder import load_image_folder
+    return load_image_folder(data.root, split, image_size=data.image_size or None,
+                             channels=data.channels, cache_dir=data.cache_dir or None,
+                             skip_corrupt=data.skip_corrupt, num_workers=data.num_workers or None)
+  if data.name == 'tfds':
+    from cnn_jax.data.tfds import load_tfds
+    return load_tfds(data.tfds_name, split, data_dir=data.data_dir or None,
+                     image_size=data.image_size or None, channels=data.channels)
+  raise ValueError(f"unknown data.name {data.name!r}; choose synthetic, image_folder or tfds.")
+
+
+def open_stream_source(data: Any, split: str):
+  """A random-access source for streaming ``split`` (``config.data.streaming``)."""
+  from cnn_jax.data import stream
+  if data.name == 'image_folder':
+    return stream.ImageFolderSource(data.root, split, data.image_size or None,
+                                    data.channels, skip_corrupt=data.skip_corrupt)
+  if data.name == 'tfds':
+    return stream.TfdsSource(data.tfds_name, split, data_dir=data.data_dir or None,
+                             image_size=data.image_size or None, channels=data.channels)
+  raise ValueError(f'data.streaming supports image_folder and tfds, not {data.name!r}; '
+                   'set --config.data.streaming=False.')

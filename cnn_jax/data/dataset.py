@@ -1,0 +1,55 @@
+"""The in-memory dataset every loader returns, and the errors they share.
+
+A split that fits in memory (CIFAR, MNIST, the synthetic shapes) is one
+:class:`ArrayDataset`: uint8 images and int32 labels as numpy arrays. The
+training loop moves it to the device once and shuffles/batches there; larger
+sources stream through grain instead (:mod:`cnn_jax.data.stream`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """One split held in memory.
+
+  Attributes:
+    images: (N, H, W, C) uint8.
+    labels: (N,) int32 class ids in [0, num_classes).
+    class_names: one name per class, in label order.
+    extras: optional per-example arrays aligned with ``images`` (e.g. the
+      synthetic set's ``boxes`` (N, K, 4), ``box_labels`` (N, K) and ``masks``
+      (N, H, W)).
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  class_names: tuple[str, ...]
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.images.ndim != 4 or self.images.dtype != np.uint8:
+      raise ValueError(f'images must be (N, H, W, C) uint8, got {self.images.shape} '
+                       f'{self.images.dtype}.')
+    if self.labels.shape != (self.images.shape[0],):
+      raise ValueError(f'labels shape {self.labels.shape} does not match '
+                       f'{self.images.shape[0]} images.')
+    for name, value in self.extras.items():
+      if value.shape[0] != self.images.shape[0]:
+        raise ValueError(f'extra {name!r} has {value.shape[0]} rows for '
+                         f'{self.images.shape[0]} images.')
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def __len__(self) -> int:
+    return int(self.images.shape[0])
+
+  def take(self, indices: np.ndarray) -> 'ArrayDataset':
+    """A subset (e.g. a validation split or a few-shot sample)."""
+    return ArrayDataset(self.images[indices], self.labels[indices], self.class_names,
+                        {k: v[indices] for k, v in self.extras.items()})

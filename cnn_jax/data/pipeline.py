@@ -1,0 +1,135 @@
+"""Batches for the training loop: from a dataset on the device, or streamed.
+
+For datasets that fit (CIFAR, MNIST, the synthetic set) the whole split is
+copied to the device once as uint8; every batch is then a gather by indices
+on the device, so the host never touches pixels again. The order is a pure
+function of ``(seed, epoch)``: a resumed run sees exactly the batches an
+uninterrupted one would.
+
+Datasets that do not fit stream through grain (:class:`StreamTrainData`,
+``config.data.streaming``) with the same ``batch(step)`` interface.
+
+Evaluation never drops examples: the last batch is padded with copies of
+row 0 and a ``mask`` marks the real rows, so summed metrics are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_jax.data.dataset import ArrayDataset
+
+
+@jax.jit
+def _gather(images: jax.Array, labels: jax.Array, idx: jax.Array) -> dict:
+  return {'image': jnp.take(images, idx, axis=0), 'label': jnp.take(labels, idx, axis=0)}
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """The example order of ``epoch``: (n,) int32, deterministic in (seed, epoch)."""
+  rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, 0x5EED]))
+  return rng.permutation(n).astype(np.int32)
+
+
+class InMemoryTrainData:
+  """Shuffled, fixed-size training batches gathered on the device.
+
+  Args:
+    dataset: the training split.
+    batch_size: global batch size; the last partial batch of an epoch is
+      dropped (each epoch still sees a fresh permutation).
+    seed: data-order seed.
+    sharding: optional sharding for the batch (data parallel); the dataset
+      itself is replicated.
+  """
+
+  def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int, sharding=None):
+    if len(dataset) < batch_size:
+      raise ValueError(f'the training set has {len(dataset)} examples, fewer than one batch of '
+                       f'{batch_size}; lower batch_size.')
+    self.num_examples = len(dataset)
+    self.batch_size = batch_size
+    self.seed = seed
+    self.steps_per_epoch = self.num_examples // batch_size
+    self.sharding = sharding
+    self._images = jax.device_put(dataset.images)
+    self._labels = jax.device_put(dataset.labels.astype(np.int32))
+    self._epoch, self._perm = None, None
+
+  def batch(self, step: int) -> dict:
+    """The batch for global ``step`` (random access, so resume is exact)."""
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      self._epoch, self._perm = epoch, epoch_permutation(self.seed, epoch, self.num_examples)
+    idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+    batch = _gather(self._images, self._labels, jnp.asarray(idx))
+    return batch if self.sharding is None else jax.device_put(batch, self.sharding)
+
+
+def eval_batches(dataset: ArrayDataset, batch_size: int, sharding=None,
+                 device_arrays: tuple[jax.Array, jax.Array] | None = None) -> Iterator[dict]:
+  """Every example once, in order; the last batch padded, with a ``mask``.
+
+  Yields dicts with image (B, H, W, C) uint8, label (B,) int32, mask (B,) bool.
+  """
+  n = len(dataset)
+  images, labels = device_arrays or (jax.device_put(dataset.images),
+                                     jax.device_put(dataset.labels.astype(np.int32)))
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, start + batch_size)
+    mask = idx < n
+    batch = _gather(images, labels, jnp.asarray(np.where(mask, idx, 0).astype(np.int32)))
+    batch['mask'] = jnp.asarray(mask)
+    yield batch if sharding is None else jax.device_put(batch, sharding)
+
+
+class StreamTrainData:
+  """Training batches decoded on the host by grain threads, one epoch at a time.
+
+  Args:
+    source: a random-access source of ``cnn_jax.data.stream`` (image folder
+      or tfds) yielding ``{'image', 'label'}``.
+    batch_size, seed: as for :class:`InMemoryTrainData`; epoch ``e`` is shuffled
+      with ``(seed, e)``, so the order does not depend on where a run started.
+    num_threads: grain decode threads.
+  """
+
+  def __init__(self, source, batch_size: int, seed: int, sharding=None,
+               num_threads: int = 8):
+    from cnn_jax.data import stream  # grain is imported only for streaming runs
+    self._stream = stream
+    self.source = source
+    self.batch_size, self.seed, self.sharding = batch_size, seed, sharding
+    self.num_threads = num_threads
+    self.steps_per_epoch = len(source) // batch_size
+    if self.steps_per_epoch == 0:
+      raise ValueError(f'the training set has {len(source)} examples, fewer than one batch of '
+                       f'{batch_size}; lower batch_size.')
+    self._iter, self._next_step = None, None
+
+  def batch(self, step: int) -> dict:
+    """The batch for ``step``; steps are read in order (a jump restarts its epoch)."""
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if self._next_step != step or i == 0:
+      self._iter = self._stream.make_stream(self.source, batch_size=self.batch_size,
+                                            seed=self.seed, epoch=epoch,
+                                            num_threads=self.num_threads)
+      for _ in range(i):  # fast-forward inside the epoch (decodes, so resume is exact)
+        next(self._iter)
+    self._next_step = step + 1
+    batch = {k: jnp.asarray(v) for k, v in next(self._iter).items()}
+    return batch if self.sharding is None else jax.device_put(batch, self.sharding)
+
+
+def stream_eval_batches(source, batch_size: int, sharding=None,
+                        num_threads: int = 8) -> Iterator[dict]:
+  """Every example of ``source`` once, in order, the last batch padded and masked."""
+  from cnn_jax.data import stream
+  for batch in stream.make_stream(source, batch_size=batch_size, seed=0, shuffle=False,
+                                  drop_remainder=False, num_threads=num_threads):
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    yield batch if sharding is None else jax.device_put(batch, sharding)

@@ -1,0 +1,1 @@
+"""Training: config schema, optimizers, train state, pure steps, logging and the loop."""

@@ -1,0 +1,146 @@
+"""The config schema shared by every experiment: defaults, arg parsing, validation.
+
+Each ``configs/*.py`` starts from :func:`default_config` and overrides what its
+experiment needs, so every run has the same keys and a typo is an error:
+
+  seed, batch_size, eval_batch_size, num_steps (or num_epochs), log_every,
+  eval_every, dtype ('float32' | 'bfloat16' compute), quiet
+  model:     name (see cnn_jax.models.list_models()), conv_impl, kwargs (model args)
+  data:      name ('synthetic' | 'image_folder' | 'tfds'), root, tfds_name, data_dir,
+             train_split, eval_split, image_size, channels, num_classes, num_train,
+             num_eval, mean, std, cache_dir, skip_corrupt, streaming, num_workers
+  augment:   crop_padding, flip, rotation, shift, zoom, shear
+  optimizer: name, lr, momentum, b1, b2, weight_decay, grad_clip_norm, label_smoothing
+  schedule:  name, warmup_steps, decay_steps, decay_factor, end_factor
+"""
+
+from __future__ import annotations
+
+import ast
+
+import ml_collections
+
+from cnn_jax.train import optim
+
+DATASETS = ('synthetic', 'image_folder', 'tfds')
+DTYPES = ('float32', 'bfloat16')
+CONV_IMPLS = ('lax', 'einsum')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 128
+  c.eval_batch_size = 500
+  c.num_steps = 1000           # total optimizer steps; 0 means use num_epochs
+  c.num_epochs = 0.0
+  c.log_every = 50
+  c.eval_every = 0             # 0: evaluate only at the end
+  c.dtype = 'float32'
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'simple_cnn'
+  c.model.conv_impl = 'lax'
+  c.model.kwargs = ml_collections.ConfigDict()
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'synthetic'
+  c.data.root = ''
+  c.data.tfds_name = ''
+  c.data.data_dir = ''
+  c.data.train_split = 'train'
+  c.data.eval_split = 'test'
+  c.data.image_size = 32
+  c.data.channels = 3
+  c.data.num_classes = 10      # synthetic only; folders and tfds know theirs
+  c.data.num_train = 10_000    # synthetic only
+  c.data.num_eval = 2_000      # synthetic only
+  c.data.mean = (0.5, 0.5, 0.5)
+  c.data.std = (0.25, 0.25, 0.25)
+  c.data.cache_dir = ''
+  c.data.skip_corrupt = False
+  c.data.streaming = False
+  c.data.num_workers = 0       # 0: automatic
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.crop_padding = 0
+  c.augment.flip = False
+  c.augment.rotation = 0.0
+  c.augment.shift = 0.0
+  c.augment.zoom = 0.0
+  c.augment.shear = 0.0
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'momentum'
+  c.optimizer.lr = 0.1
+  c.optimizer.momentum = 0.9
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.grad_clip_norm = 0.0
+  c.optimizer.label_smoothing = 0.0
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = 'cosine'
+  c.schedule.warmup_steps = 0
+  c.schedule.decay_steps = (0,)
+  c.schedule.decay_factor = 0.1
+  c.schedule.end_factor = 0.0
+  return c
+
+
+def parse_arg(arg: str | None, defaults: dict) -> dict:
+  """Parses a config argument ``'depth=56,plain=True'`` against typed defaults.
+
+  Unknown keys and values of the wrong type raise a one-line ValueError naming
+  the valid keys.
+  """
+  out = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, value = item.partition('=')
+    key = key.strip()
+    if not sep or key not in defaults:
+      raise ValueError(f'bad config argument {item!r}; expected key=value with key in '
+                       f'{sorted(defaults)}.')
+    try:
+      parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      parsed = value.strip()
+    want = type(defaults[key])
+    if want is float and isinstance(parsed, int) and not isinstance(parsed, bool):
+      parsed = float(parsed)
+    if not isinstance(parsed, want):
+      raise ValueError(f'config argument {key}={value!r} must be a {want.__name__}.')
+    out[key] = parsed
+  return out
+
+
+def _choice(value, choices, key):
+  if value not in choices:
+    raise ValueError(f'{key}={value!r} is not valid; choose one of {", ".join(choices)}.')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks names and ranges up front, with one-line errors naming the key."""
+  from cnn_jax.models import list_models  # deferred: models pull in Flax
+  _choice(config.model.name, list_models(), 'model.name')
+  _choice(config.model.conv_impl, CONV_IMPLS, 'model.conv_impl')
+  _choice(config.data.name, DATASETS, 'data.name')
+  _choice(config.dtype, DTYPES, 'dtype')
+  _choice(config.optimizer.name, optim.OPTIMIZERS, 'optimizer.name')
+  _choice(config.schedule.name, optim.SCHEDULES, 'schedule.name')
+  for key in ('batch_size', 'eval_batch_size', 'log_every'):
+    if config[key] <= 0:
+      raise ValueError(f'{key} must be positive, got {config[key]}.')
+  if config.num_steps <= 0 and config.num_epochs <= 0:
+    raise ValueError('set num_steps or num_epochs to a positive value.')
+  if config.data.name == 'image_folder' and not config.data.root:
+    raise ValueError('data.name=image_folder needs data.root=DIR (a folder with '
+                     '<split>/<class>/ images), e.g. --config.data.root=/path/to/cifar10-jpeg.')
+  if config.data.name == 'tfds' and not config.data.tfds_name:
+    raise ValueError('data.name=tfds needs data.tfds_name, e.g. --config.data.tfds_name=mnist.')
+  if config.data.streaming and config.data.image_size <= 0:
+    raise ValueError('data.streaming needs a fixed data.image_size (e.g. 224) to batch images.')
+  if len(config.data.mean) != config.data.channels or len(config.data.std) != config.data.channels:
+    raise ValueError(f'data.mean/std need {config.data.channels} values (data.channels), got '
+                     f'{tuple(config.data.mean)} / {tuple(config.data.std)}.')

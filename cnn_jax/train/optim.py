@@ -1,0 +1,79 @@
+"""Optimizers and learning-rate schedules from config (optax).
+
+``config.optimizer``:
+  name: 'sgd' | 'momentum' | 'nesterov' | 'adam' | 'adamw'
+  lr: peak learning rate; momentum (0.9); b1, b2 (Adam)
+  weight_decay: L2 on convolution/dense kernels only (BatchNorm scales and
+    biases are not decayed); coupled for SGD (added to the gradient, as in He
+    et al.), decoupled for 'adamw'
+  grad_clip_norm: clip by global norm (0 = off)
+
+``config.schedule``:
+  name: 'constant' | 'piecewise' | 'cosine'
+  warmup_steps: linear warmup from 0 (0 = none)
+  decay_steps: piecewise boundaries in steps, e.g. (32000, 48000) in He et al.
+  decay_factor: multiplier at each boundary (0.1)
+  end_factor: cosine decays to lr * end_factor
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+
+OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')
+SCHEDULES = ('constant', 'piecewise', 'cosine')
+
+
+def make_schedule(cfg: Any, total_steps: int) -> optax.Schedule:
+  """The learning rate as a function of the step (peak ``cfg.optimizer.lr``)."""
+  lr, sched = float(cfg.optimizer.lr), cfg.schedule
+  warmup = int(sched.get('warmup_steps', 0))
+  if sched.name == 'constant':
+    main = optax.constant_schedule(lr)
+  elif sched.name == 'piecewise':
+    boundaries = [int(b) - warmup for b in sched.decay_steps]
+    if any(b <= 0 for b in boundaries):
+      raise ValueError(f'schedule.decay_steps {tuple(sched.decay_steps)} must lie after '
+                       f'warmup_steps={warmup}.')
+    main = optax.piecewise_constant_schedule(
+        lr, {b: float(sched.decay_factor) for b in boundaries})
+  elif sched.name == 'cosine':
+    main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1),
+                                       alpha=float(sched.get('end_factor', 0.0)))
+  else:
+    raise ValueError(f'unknown schedule.name {sched.name!r}; choose one of {SCHEDULES}.')
+  if warmup <= 0:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def kernel_mask(params: Any) -> Any:
+  """True for convolution and dense kernels: the leaves weight decay applies to."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
+
+
+def make_optimizer(cfg: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+  opt = cfg.optimizer
+  wd = float(opt.get('weight_decay', 0.0))
+  parts = []
+  if float(opt.get('grad_clip_norm', 0.0)) > 0:
+    parts.append(optax.clip_by_global_norm(float(opt.grad_clip_norm)))
+  if opt.name in ('sgd', 'momentum', 'nesterov'):
+    if wd:
+      parts.append(optax.add_decayed_weights(wd, mask=kernel_mask))
+    momentum = None if opt.name == 'sgd' else float(opt.get('momentum', 0.9))
+    parts.append(optax.sgd(schedule, momentum=momentum, nesterov=opt.name == 'nesterov'))
+  elif opt.name == 'adam':
+    if wd:
+      parts.append(optax.add_decayed_weights(wd, mask=kernel_mask))
+    parts.append(optax.adam(schedule, b1=float(opt.get('b1', 0.9)), b2=float(opt.get('b2', 0.999))))
+  elif opt.name == 'adamw':
+    parts.append(optax.adamw(schedule, b1=float(opt.get('b1', 0.9)),
+                             b2=float(opt.get('b2', 0.999)), weight_decay=wd, mask=kernel_mask))
+  else:
+    raise ValueError(f'unknown optimizer.name {opt.name!r}; choose one of {OPTIMIZERS}.')
+  return optax.chain(*parts)

@@ -1,0 +1,65 @@
+r"""He et al. (2016) CIFAR-10 ResNet-n / Plain-n, Section 4.2 recipe.
+
+  python -m cnn_jax.main --config=configs/resnet_cifar.py:depth=56,plain=True \
+      --config.data.root=../shared/data/cifar10-jpeg --workdir=workdirs/plain56
+
+Recipe: SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10
+at 32k and 48k iterations, stop at 64k; 4-pixel padding + random 32x32 crop
+and horizontal flip; option A (parameter-free) shortcuts; per-channel mean/std
+normalisation. Args (comma-separated key=value):
+
+  depth=20     6k+2: 20, 32, 44, 56, 110
+  plain=False  remove every shortcut (He et al.'s plain nets)
+  scale=1.0    multiply the step count and the lr boundaries (0.05 = 3.2k steps)
+  data='folder'  'folder' (data.root=DIR with train/ and test/ class folders),
+                 'tfds' (tfds cifar10 in data.data_dir) or 'synthetic' (offline smoke)
+
+Data: the CIFAR-10 image folder given by --config.data.root (or the
+CNN_JAX_CIFAR10 environment variable).
+
+Result: see README "Training" (ResNet-20, scale=0.05, CPU) and experiments/ablation_depth.py.
+"""
+
+import os
+
+import ml_collections
+
+from cnn_jax.train.config import default_config, parse_arg
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, {'depth': 20, 'plain': False, 'scale': 1.0, 'data': 'folder'})
+  c = default_config()
+  c.model.name = 'cifar_resnet'
+  c.model.kwargs = ml_collections.ConfigDict(
+      {'depth': args['depth'], 'plain': args['plain'], 'shortcut': 'A'})
+  if args['data'] == 'folder':
+    c.data.name = 'image_folder'
+    c.data.root = os.environ.get('CNN_JAX_CIFAR10', '')
+  elif args['data'] == 'tfds':
+    c.data.name = 'tfds'
+    c.data.tfds_name = 'cifar10'
+  elif args['data'] == 'synthetic':
+    c.data.name = 'synthetic'
+  else:
+    raise ValueError(f"config argument data={args['data']!r}; choose folder, tfds or synthetic.")
+  c.data.image_size = 32
+  c.data.mean, c.data.std = CIFAR10_MEAN, CIFAR10_STD
+  c.batch_size = 128
+  c.eval_batch_size = 1000
+  c.num_steps = max(1, round(64_000 * args['scale']))
+  c.log_every = 100
+  c.eval_every = max(1, round(4_000 * args['scale']))
+  c.optimizer.name = 'momentum'
+  c.optimizer.lr = 0.1
+  c.optimizer.momentum = 0.9
+  c.optimizer.weight_decay = 1e-4
+  c.schedule.name = 'piecewise'
+  c.schedule.decay_steps = (round(32_000 * args['scale']), round(48_000 * args['scale']))
+  c.schedule.decay_factor = 0.1
+  c.augment.crop_padding = 4
+  c.augment.flip = True
+  return c

@@ -1,0 +1,71 @@
+"""Config arguments and validation errors."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from cnn_jax.train import config as config_lib
+
+CONFIGS = sorted((pathlib.Path(__file__).parents[2] / 'configs').glob('*.py'))
+
+
+def load(path):
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_parse_arg_types_and_errors():
+  defaults = {'depth': 20, 'plain': False, 'scale': 1.0, 'data': 'folder'}
+  assert config_lib.parse_arg('depth=56,plain=True,scale=1', defaults) == {
+      'depth': 56, 'plain': True, 'scale': 1.0, 'data': 'folder'}
+  assert config_lib.parse_arg('data=tfds', defaults)['data'] == 'tfds'
+  assert config_lib.parse_arg(None, defaults) == defaults
+  with pytest.raises(ValueError, match=r"bad config argument 'dept=56'.*'depth'"):
+    config_lib.parse_arg('dept=56', defaults)
+  with pytest.raises(ValueError, match=r"depth='deep' must be a int"):
+    config_lib.parse_arg('depth=deep', defaults)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_builds_and_validates(path, monkeypatch):
+  monkeypatch.setenv('CNN_JAX_CIFAR10', '/data/cifar10')
+  cfg = load(path).get_config(None)
+  if cfg.data.name == 'image_folder' and not cfg.data.root:
+    cfg.data.root = '/data/folder'
+  config_lib.validate(cfg)
+  with pytest.raises(AttributeError):
+    cfg.no_such_key  # noqa: B018
+
+
+def test_resnet_cifar_arg_scales_the_recipe():
+  module = load(pathlib.Path(__file__).parents[2] / 'configs' / 'resnet_cifar.py')
+  cfg = module.get_config('depth=56,plain=True,scale=0.5')
+  assert (cfg.model.kwargs.depth, cfg.model.kwargs.plain) == (56, True)
+  assert cfg.num_steps == 32_000 and tuple(cfg.schedule.decay_steps) == (16_000, 24_000)
+  full = module.get_config(None)
+  assert full.num_steps == 64_000 and full.optimizer.weight_decay == 1e-4
+  assert full.augment.crop_padding == 4 and full.augment.flip
+
+
+@pytest.mark.parametrize('key,value,match', [
+    ('model.name', 'resnet7', r"model.name='resnet7' is not valid; choose one of .*resnet18"),
+    ('data.name', 'imagenet', r"data.name='imagenet' is not valid; choose one of synthetic"),
+    ('dtype', 'float16', r"dtype='float16' is not valid; choose one of float32, bfloat16"),
+    ('batch_size', 0, r'batch_size must be positive'),
+])
+def test_validate_errors_name_key_and_choices(key, value, match):
+  cfg = config_lib.default_config()
+  section, _, leaf = key.rpartition('.')
+  (cfg[section] if section else cfg)[leaf] = value
+  with pytest.raises(ValueError, match=match):
+    config_lib.validate(cfg)
+
+
+def test_image_folder_needs_root():
+  cfg = config_lib.default_config()
+  cfg.data.name = 'image_folder'
+  with pytest.raises(ValueError, match='needs data.root=DIR'):
+    config_lib.validate(cfg)

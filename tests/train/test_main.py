@@ -1,0 +1,56 @@
+"""The CLI: a real run, and one-line errors with a non-zero exit for bad input."""
+
+import os
+import re
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+def cli(*args, timeout=240):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('XLA_FLAGS', None)
+  return subprocess.run([sys.executable, '-m', 'cnn_jax.main', *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_tiny_run_end_to_end(tmp_path):
+  r = cli('--config=configs/synthetic_cnn.py:steps=20', f'--workdir={tmp_path}', '--quiet',
+          '--config.data.num_train=512', '--config.data.num_eval=200',
+          '--config.model.kwargs.widths=(8,)', '--config.eval_every=0',
+          '--config.log_every=10')
+  assert r.returncode == 0, r.stderr
+  assert 'final eval accuracy' in r.stdout and 'on 200 examples after 20 steps' in r.stdout
+  for name in ('config.json', 'metrics.jsonl', 'metrics.png'):
+    assert (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.optimizer.lrr=0.1'], r"unknown config key 'lrr'.*Did you mean \"lr\""),
+    (['--config.batch_size=abc'], r"--config.batch_size=abc: invalid literal"),
+    (['--config.model.name=resnet7'], r"model.name='resnet7' is not valid; choose one of"),
+    (['--config.data.name=image_folder', '--config.data.root=/nonexistent/cifar'],
+     r'/nonexistent/cifar does not exist'),
+])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
+  r = cli('--config=configs/synthetic_cnn.py', f'--workdir={tmp_path}', *args)
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), r.stderr
+  assert re.search(message, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize('config,message', [
+    ('configs/nope.py', r"config file 'configs/nope.py' does not exist"),
+    ('configs/resnet_cifar.py:dept=3', r"bad config argument 'dept=3'.*'depth'"),
+])
+def test_bad_config_file_or_argument(tmp_path, config, message):
+  r = cli(f'--config={config}', f'--workdir={tmp_path}')
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1, r.stderr
+  assert re.search(message, lines[0]), lines[0]
