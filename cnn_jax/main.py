@@ -7,7 +7,8 @@ r"""Train and evaluate one experiment config.
 
 Bad input (an unknown config key or value, an unknown model or dataset, a
 missing data folder, a NaN loss) ends with one line on stderr that names the
-problem and the fix, and exit status 2 (1 for a diverged run).
+problem and the fix, and exit status 2 (1 for a diverged run; 143 after SIGTERM,
+once a checkpoint is saved: the same command resumes).
 """
 
 from __future__ import annotations
@@ -68,11 +69,13 @@ def main(argv) -> None:
     fail('both --config=configs/NAME.py[:ARG] and --workdir=DIR are required.')
   logging.set_verbosity(logging.WARNING)
   enable_compilation_cache()
-  from cnn_jax.train.loop import NonFiniteLossError, train_and_evaluate
+  from cnn_jax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
   try:
     result = train_and_evaluate(config, _WORKDIR.value, quiet=_QUIET.value)
   except NonFiniteLossError as e:
     fail(str(e), code=1)
+  except Preempted as e:
+    fail(str(e), code=143)  # 128 + SIGTERM: schedulers read it as "requeue me"
   except (ValueError, FileNotFoundError, NotADirectoryError, KeyError) as e:
     fail(one_line(e))
   ev, tr = result['eval'], result['train']

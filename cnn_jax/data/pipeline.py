@@ -124,6 +124,26 @@ class StreamTrainData:
     batch = {k: jnp.asarray(v) for k, v in next(self._iter).items()}
     return batch if self.sharding is None else jax.device_put(batch, self.sharding)
 
+  def state(self) -> dict:
+    """Where the stream is (for checkpoints): the next step and grain's iterator state."""
+    if self._iter is None:
+      return {'next_step': None}
+    return {'next_step': self._next_step, 'iterator': self._iter.get_state()}
+
+  def restore(self, state: dict) -> None:
+    """Continues exactly where :meth:`state` was taken, without re-decoding the epoch."""
+    if state.get('next_step') is None:
+      return
+    step = state['next_step']
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if i == 0:
+      return  # a fresh epoch starts from scratch anyway
+    self._iter = self._stream.make_stream(self.source, batch_size=self.batch_size,
+                                          seed=self.seed, epoch=epoch,
+                                          num_threads=self.num_threads)
+    self._iter.set_state(state['iterator'])
+    self._next_step = step
+
 
 def stream_eval_batches(source, batch_size: int, sharding=None,
                         num_threads: int = 8) -> Iterator[dict]:

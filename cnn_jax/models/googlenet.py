@@ -74,12 +74,13 @@ class InceptionAux(nn.Module):
   num_classes: int
   dropout: float = 0.7
   conv_impl: str = 'lax'
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     x = pool.adaptive_avg_pool(x, 4)
     x = ConvBN(features=128, kernel_size=1, bn_eps=BN_EPS, conv_impl=self.conv_impl,
-               name='conv')(x, train)
+               axis_name=self.axis_name, name='conv')(x, train)
     x = x.reshape(x.shape[0], -1)
     x = jax.nn.relu(Dense(1024, name='fc1')(x))
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
@@ -120,16 +121,17 @@ class GoogLeNet(nn.Module):
   aux_dropout: float = 0.7
   conv_impl: str = 'lax'
   dtype: Any = None
+  axis_name: str | None = None  # set under pmap: BatchNorm statistics over devices
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     conv_bn = lambda features, kernel, name, **kw: ConvBN(
         features=features, kernel_size=kernel, bn_eps=BN_EPS, conv_impl=self.conv_impl,
-        name=name, **kw)
+        axis_name=self.axis_name, name=name, **kw)
     inception = lambda key: Inception(
         **dict(zip(('c1', 'c3_reduce', 'c3', 'c5_reduce', 'c5', 'pool_proj'), INCEPTION[key])),
         c5_kernel=self.c5_kernel, bn_eps=BN_EPS, conv_impl=self.conv_impl,
-        name=f'inception{key}')
+        axis_name=self.axis_name, name=f'inception{key}')
     # Heads run while initialising so that their parameters exist, and in
     # training; evaluation never pays for them.
     run_aux = self.aux_logits and (train or self.is_initializing())
@@ -137,7 +139,7 @@ class GoogLeNet(nn.Module):
     def aux(i, h):
       # The head is 'aux_head{i}' because Flax gives a submodule and a sown
       # variable of one module a single namespace, and 'aux{i}' is the sown name.
-      logits = InceptionAux(self.num_classes, self.aux_dropout, self.conv_impl,
+      logits = InceptionAux(self.num_classes, self.aux_dropout, self.conv_impl, self.axis_name,
                             name=f'aux_head{i}')(h, train).astype(jnp.float32)
       # Sowing during init would store the heads' logits in the returned
       # variables, and a later apply would append to them.

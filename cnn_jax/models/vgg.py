@@ -63,6 +63,7 @@ class VGG(nn.Module):
   dropout: float = 0.5
   conv_impl: str = 'lax'
   dtype: Any = None
+  axis_name: str | None = None  # set under pmap: BatchNorm statistics over devices
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -73,7 +74,7 @@ class VGG(nn.Module):
       for i, features in enumerate(widths, 1):
         x = Conv(features, 3, conv_impl=self.conv_impl, name=f'conv{s}_{i}')(x)
         if self.batch_norm:
-          x = BatchNorm(name=f'bn{s}_{i}')(x, train)
+          x = BatchNorm(axis_name=self.axis_name, name=f'bn{s}_{i}')(x, train)
         x = jax.nn.relu(x)
       x = pool.max_pool(x, 2)
     x = pool.adaptive_avg_pool(x, 7)

@@ -4,7 +4,10 @@ Each ``configs/*.py`` starts from :func:`default_config` and overrides what its
 experiment needs, so every run has the same keys and a typo is an error:
 
   seed, batch_size, eval_batch_size, num_steps (or num_epochs), log_every,
-  eval_every, dtype ('float32' | 'bfloat16' compute), quiet
+  eval_every, dtype ('float32' | 'bfloat16' compute), parallel ('jit' | 'pmap'), num_devices,
+  checkpoint_every, keep_checkpoints, keep_best
+  distributed: coordinator_address ('' single host, 'auto', or host:port),
+             num_processes, process_id
   model:     name (see cnn_jax.models.list_models()), conv_impl, kwargs (model args)
   data:      name ('synthetic' | 'image_folder' | 'tfds'), root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
@@ -20,7 +23,7 @@ import ast
 
 import ml_collections
 
-from cnn_jax.train import optim
+from cnn_jax.train import optim, parallel
 
 DATASETS = ('synthetic', 'image_folder', 'tfds')
 DTYPES = ('float32', 'bfloat16')
@@ -37,6 +40,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.log_every = 50
   c.eval_every = 0             # 0: evaluate only at the end
   c.dtype = 'float32'
+  c.parallel = 'jit'           # data parallel over all devices: 'jit' (NamedSharding) or 'pmap'
+  c.num_devices = 0            # 0: every device (of every process)
+  c.checkpoint_every = 1000    # steps; the final step is always saved
+  c.keep_checkpoints = 3
+  c.keep_best = True           # also keep the checkpoint with the best eval accuracy
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = ''
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'simple_cnn'
@@ -129,7 +142,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.dtype, DTYPES, 'dtype')
   _choice(config.optimizer.name, optim.OPTIMIZERS, 'optimizer.name')
   _choice(config.schedule.name, optim.SCHEDULES, 'schedule.name')
-  for key in ('batch_size', 'eval_batch_size', 'log_every'):
+  _choice(config.parallel, parallel.MODES, 'parallel')
+  for key in ('batch_size', 'eval_batch_size', 'log_every', 'checkpoint_every',
+              'keep_checkpoints'):
     if config[key] <= 0:
       raise ValueError(f'{key} must be positive, got {config[key]}.')
   if config.num_steps <= 0 and config.num_epochs <= 0:

@@ -85,6 +85,18 @@ def read_metrics(path: str | pathlib.Path) -> dict[str, list[dict]]:
   return out
 
 
+def truncate_metrics(path: str | pathlib.Path, step: int) -> None:
+  """Drops rows after ``step`` (a resumed run writes them again), atomically."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    return
+  kept = [line for line in path.read_text().splitlines()
+          if line.strip() and json.loads(line)['step'] <= step]
+  tmp = path.with_suffix('.jsonl.tmp')
+  tmp.write_text(''.join(line + '\n' for line in kept))
+  tmp.replace(path)
+
+
 def plot_metrics(jsonl: str | pathlib.Path, png: str | pathlib.Path) -> pathlib.Path:
   """Loss and accuracy curves (train and eval) vs step, saved as a PNG."""
   import matplotlib

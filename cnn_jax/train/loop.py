@@ -2,7 +2,9 @@
 
 One loop for every experiment, readable top to bottom. Keys come from
 ``(seed, step)`` and the data order from ``(seed, epoch)``, so the state of a
-run is fully described by ``TrainState`` and the step number.
+run is fully described by ``TrainState`` and the step number: rerunning the
+same command resumes from the last checkpoint in ``workdir`` and ends with
+bit-identical parameters, as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +28,9 @@ from cnn_jax.data import pipeline
 from cnn_jax.data.build import load_split, open_stream_source
 from cnn_jax.train import config as config_lib
 from cnn_jax.train import optim
-from cnn_jax.train.logging import MetricWriter, plot_metrics
+from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.logging import MetricWriter, plot_metrics, truncate_metrics
+from cnn_jax.train.parallel import DataParallel, check_divisible, initialize_distributed
 from cnn_jax.train.state import TrainState, create_train_state
 from cnn_jax.train.step import add_sums, make_eval_step, make_train_step, summarize_eval
 
@@ -33,11 +39,21 @@ class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or Inf."""
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int):
+class Preempted(RuntimeError):
+  """SIGTERM arrived; a checkpoint was saved and the same command resumes."""
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int,
+                axis_name: str | None = None):
   dtype = jnp.bfloat16 if config.dtype == 'bfloat16' else None
+  kwargs = config.model.kwargs.to_dict()
+  if axis_name is not None:  # pmap: BatchNorm must average its statistics over devices
+    if 'axis_name' not in models.model_fields(config.model.name):
+      raise ValueError(f'model {config.model.name!r} cannot sync BatchNorm under pmap; use '
+                       "--config.parallel=jit.")
+    kwargs['axis_name'] = axis_name
   return models.get_model(config.model.name, num_classes=num_classes,
-                          conv_impl=config.model.conv_impl, dtype=dtype,
-                          **config.model.kwargs.to_dict())
+                          conv_impl=config.model.conv_impl, dtype=dtype, **kwargs)
 
 
 def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -88,6 +104,30 @@ def evaluate(eval_step, state: TrainState, batches) -> dict[str, float]:
   return summarize_eval(jax.device_get(sums))
 
 
+class _SigtermFlag:
+  """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
 def _check_finite(losses: np.ndarray, first_step: int) -> None:
   bad = np.flatnonzero(~np.isfinite(losses))
   if bad.size:
@@ -102,54 +142,92 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains ``config`` in ``workdir``; returns the final train and eval metrics.
 
   Writes ``config.json``, ``metrics.jsonl``, TensorBoard events under
-  ``tensorboard/`` and ``metrics.png``.
+  ``tensorboard/``, ``metrics.png`` and orbax checkpoints under
+  ``checkpoints/`` (``latest/`` every ``checkpoint_every`` steps, ``best/``).
+  If ``workdir`` already holds a checkpoint, training resumes from it.
+
+  Raises:
+    NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint stays).
+    Preempted: SIGTERM arrived; a checkpoint of the current step was saved.
+    ValueError: bad config, or a checkpoint that does not match the config.
   """
   config_lib.validate(config)
+  initialize_distributed(**config.distributed.to_dict())
+  if config.num_devices > jax.device_count():
+    raise ValueError(f'num_devices={config.num_devices} but only {jax.device_count()} '
+                     'devices exist; use 0 for all.')
+  dp = DataParallel(config.parallel,
+                    jax.devices()[:config.num_devices] if config.num_devices else None)
+  check_divisible(config.batch_size, dp.num_devices, 'batch_size')
+  check_divisible(config.eval_batch_size, dp.num_devices, 'eval_batch_size')
+  is_main = jax.process_index() == 0
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
 
   data = build_data(config)
   train_data = data.train
   num_steps = total_steps(config, train_data.steps_per_epoch)
 
-  model = build_model(config, data.num_classes)
+  model = build_model(config, data.num_classes, axis_name=dp.axis_name)
   schedule = optim.make_schedule(config, num_steps)
   tx = optim.make_optimizer(config, schedule)
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
   input_shape = (1, *data.image_shape)
   state = jax.jit(lambda k: create_train_state(model, tx, k, input_shape))(init_key)
 
+  ckpt = Checkpointer(workdir / 'checkpoints', save_every=config.checkpoint_every,
+                      max_to_keep=config.keep_checkpoints, keep_best=config.keep_best)
+  start = 0
+  if ckpt.latest_step() is not None:
+    state, data_state = ckpt.restore(dp.abstract_state(state))
+    start = int(state.step)
+    if data_state and hasattr(train_data, 'restore'):
+      train_data.restore(data_state)
+    if is_main:  # rows past the checkpoint will be written again
+      truncate_metrics(workdir / 'metrics.jsonl', start)
+  if is_main:  # only now: a config that does not match the checkpoint must not overwrite it
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
+  state = dp.put_state(state)
+
   mean, std = tuple(config.data.mean), tuple(config.data.std)
-  train_step = jax.jit(
+  train_step = dp.compile_train(
       make_train_step(model, tx, schedule, mean=mean, std=std,
                       label_smoothing=config.optimizer.label_smoothing,
-                      augment={k: v for k, v in config.augment.items() if v}),
-      donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(model, mean=mean, std=std))
-  run_eval = lambda state: evaluate(eval_step, state, data.eval_batches())
+                      augment={k: v for k, v in config.augment.items() if v},
+                      axis_name=dp.axis_name))
+  eval_step = dp.compile_eval(make_eval_step(model, mean=mean, std=std,
+                                             axis_name=dp.axis_name))
+  run_eval = lambda state: evaluate(eval_step, state, map(dp.put_batch, data.eval_batches()))
 
-  writer = MetricWriter(workdir, total_steps=num_steps, quiet=quiet)
-  writer.message(f'{config.model.name}: {sum(x.size for x in jax.tree.leaves(state.params)):,} '
-                 f'params; {data.num_train} train / {data.num_eval} eval examples; '
-                 f'{num_steps} steps of {config.batch_size}')
+  def save(step, state, force=False):
+    data_state = train_data.state() if hasattr(train_data, 'state') else None
+    ckpt.save(step, dp.get_state(state), data_state=data_state, force=force)
+
+  writer = MetricWriter(workdir, total_steps=num_steps, initial_step=start, quiet=quiet,
+                        enabled=is_main)
+  n_params = sum(x.size for x in jax.tree.leaves(dp.get_state(state).params))
+  writer.message(f'{config.model.name}: {n_params:,} params; {data.num_train} train / '
+                 f'{data.num_eval} eval examples; {num_steps} steps of {config.batch_size} on '
+                 f'{dp.num_devices} device(s) ({config.parallel})' +
+                 (f'; resumed at step {start}' if start else ''))
   last_train: dict[str, float] = {}
   eval_metrics: dict[str, float] = {}
   window: list[dict] = []
-  window_start, t_window = 0, time.perf_counter()
+  window_start, t_window = start, time.perf_counter()
   compile_s = None
+  sigterm = _SigtermFlag()
   try:
-    for step in range(num_steps):
-      batch = train_data.batch(step)
+    for step in range(start, num_steps):
+      batch = dp.put_batch(train_data.batch(step))
       state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
       window.append(metrics)
+      done = step + 1
       if compile_s is None:  # the first call traces and compiles
         jax.block_until_ready(metrics)
         compile_s = time.perf_counter() - t_window
-        window_start, t_window, window = step + 1, time.perf_counter(), []
-        continue
-      done = step + 1
-      if done % config.log_every == 0 or done == num_steps:
+        _check_finite(np.asarray([float(metrics['loss'])]), done)
+        window_start, t_window, window = done, time.perf_counter(), []
+      elif done % config.log_every == 0 or done == num_steps:
         stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *window))
         elapsed = time.perf_counter() - t_window
         _check_finite(np.asarray(stacked['loss']), window_start + 1)
@@ -161,14 +239,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         writer.progress(done, loss=row['loss'], acc=row['accuracy'],
                         img_s=row['img_per_sec'])
         window_start, t_window, window = done, time.perf_counter(), []
+      # Evaluate before checkpointing: every row up to a checkpoint is then in the
+      # file, and a resume rewrites exactly the rows after it.
       if config.eval_every and done % config.eval_every == 0 and done != num_steps:
         eval_metrics = writer.write(done, 'eval', run_eval(state))
+        ckpt.save_best(done, dp.get_state(state), eval_metrics)
         writer.message(f'step {done}: eval accuracy {eval_metrics["accuracy"]:.4f}, '
                        f'loss {eval_metrics["loss"]:.4f}')
         t_window = time.perf_counter()  # keep eval time out of img/s
+      if ckpt.should_save(done) or sigterm.raised:
+        # Never checkpoint a state that has diverged: the loss of the last step
+        # can still be finite when its update already was not.
+        if window:
+          _check_finite(np.asarray(jax.device_get([m['loss'] for m in window])),
+                        window_start + 1)
+        if not bool(_all_finite(state)):
+          raise NonFiniteLossError(
+              f'parameters became non-finite at step {done}; lower optimizer.lr, add '
+              'optimizer.grad_clip_norm, or check the data.')
+        save(done, state, force=sigterm.raised)
+      if sigterm.raised:
+        ckpt.wait()
+        raise Preempted(f'stopped by SIGTERM after step {done}; checkpoint saved in '
+                        f'{workdir}; rerun the same command to resume.')
     eval_metrics = writer.write(num_steps, 'eval', run_eval(state))
+    if ckpt.latest_step() != num_steps:
+      save(num_steps, state, force=True)
+    ckpt.save_best(num_steps, dp.get_state(state), eval_metrics)
+    ckpt.wait()
   finally:
+    sigterm.restore()
     writer.close()
-  plot_metrics(workdir / 'metrics.jsonl', workdir / 'metrics.png')
+    ckpt.close()
+  if is_main:
+    plot_metrics(workdir / 'metrics.jsonl', workdir / 'metrics.png')
   return {'steps': num_steps, 'train': last_train, 'eval': eval_metrics,
-          'compile_s': compile_s, 'num_params': sum(x.size for x in jax.tree.leaves(state.params))}
+          'compile_s': compile_s or 0.0, 'num_params': n_params, 'resumed_from': start,
+          'state': dp.get_state(state)}

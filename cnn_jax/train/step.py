@@ -67,6 +67,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
     return loss, (logits, mutated.get('batch_stats', {}))
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
+    if axis_name:  # every device gets the same key: make each one's examples differ
+      rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
     aug_rng, drop_rng = jax.random.split(rng)
     x = preprocess(batch, mean, std)
     if augment:

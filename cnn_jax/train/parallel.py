@@ -1,0 +1,160 @@
+"""Data parallelism for the one pure train step: jit with NamedSharding, or pmap.
+
+* ``'jit'`` (default): a 1-D mesh over every device (of every process) with axis
+  ``'data'``; the batch is sharded along it and the state replicated. The step
+  is the single-device step: XLA's SPMD partitioner turns the batch means
+  (loss, BatchNorm statistics) into all-reduces, so results equal one device's.
+* ``'pmap'``: the same step built with ``axis_name='batch'``; gradients,
+  metrics and BatchNorm statistics are averaged with ``lax.pmean`` over it.
+
+Multi-host: every process computes the same global batch indices and feeds only
+its own slice (``jax.make_array_from_process_local_data``); call
+:func:`initialize_distributed` before anything touches the devices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+MODES = ('jit', 'pmap')
+DATA_AXIS = 'data'
+PMAP_AXIS = 'batch'
+
+
+def initialize_distributed(coordinator_address: str = '', num_processes: int = 0,
+                           process_id: int = -1) -> bool:
+  """Starts multi-host JAX when configured; returns whether it did.
+
+  Arguments fall back to the environment (``JAX_COORDINATOR_ADDRESS``,
+  ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``); with no coordinator address the
+  run is single-process (on TPU pods and SLURM, ``jax.distributed.initialize()``
+  can also discover everything itself: set the address to 'auto').
+  """
+  address = coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS', '')
+  if not address:
+    return False
+  if address == 'auto':
+    jax.distributed.initialize()
+    return True
+  num = num_processes or int(os.environ.get('JAX_NUM_PROCESSES', '0'))
+  pid = process_id if process_id >= 0 else int(os.environ.get('JAX_PROCESS_ID', '-1'))
+  if num <= 0 or pid < 0:
+    raise ValueError(f'multi-host run at {address} needs distributed.num_processes and '
+                     'distributed.process_id (or JAX_NUM_PROCESSES / JAX_PROCESS_ID).')
+  jax.distributed.initialize(address, num_processes=num, process_id=pid)
+  return True
+
+
+def check_divisible(size: int, devices: int, name: str) -> None:
+  if size % devices:
+    up = -(-size // devices) * devices
+    raise ValueError(f'{name}={size} is not divisible by the {devices} devices; use a multiple '
+                     f'of {devices}, e.g. --config.{name}={up}.')
+
+
+class DataParallel:
+  """Placement of state and batches, and compilation of the steps, for one mode.
+
+  Args:
+    mode: 'jit' or 'pmap'.
+    devices: defaults to every device of every process.
+  """
+
+  def __init__(self, mode: str = 'jit', devices=None):
+    if mode not in MODES:
+      raise ValueError(f'unknown parallel mode {mode!r}; choose one of {MODES}.')
+    self.mode = mode
+    self.devices = list(devices) if devices is not None else jax.devices()
+    self.mesh = Mesh(np.asarray(self.devices), (DATA_AXIS,))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+    self.process_index, self.process_count = jax.process_index(), jax.process_count()
+    self.local_devices = [d for d in self.devices if d.process_index == self.process_index]
+
+  @property
+  def num_devices(self) -> int:
+    return len(self.devices)
+
+  @property
+  def axis_name(self) -> str | None:
+    """What models and steps must reduce over: only pmap needs it spelled out."""
+    return PMAP_AXIS if self.mode == 'pmap' else None
+
+  # -- state ------------------------------------------------------------------
+
+  def put_state(self, state: Any) -> Any:
+    if self.mode == 'pmap':  # one stacked copy per local device
+      n = len(self.local_devices)
+      stacked = NamedSharding(Mesh(np.asarray(self.local_devices), (PMAP_AXIS,)), P(PMAP_AXIS))
+      return jax.device_put(jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), state),
+                            stacked)
+    if self.process_count > 1:  # every process holds the same values: build each shard
+      return jax.tree.map(lambda x: jax.make_array_from_callback(
+          x.shape, self.replicated, lambda idx, x=np.asarray(x): x[idx]), state)
+    return jax.device_put(state, self.replicated)
+
+  def get_state(self, placed: Any) -> Any:
+    """One copy of the state (for checkpoints and evaluation on the host)."""
+    if self.mode == 'jit':
+      return placed
+    return jax.tree.map(lambda x: x[0], placed)
+
+  def abstract_state(self, state: Any) -> Any:
+    """Shapes, dtypes and shardings that a checkpoint restores into."""
+    sharding = self.replicated if self.mode == 'jit' else None
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        state)
+
+  # -- batches ----------------------------------------------------------------
+
+  def put_batch(self, batch: dict) -> dict:
+    """Places a global batch (the same on every process) for the step.
+
+    Each process keeps only its own rows; under pmap the local rows are split
+    into one slice per local device.
+    """
+    local = batch
+    if self.process_count > 1:
+      rows = next(iter(batch.values())).shape[0] // self.process_count
+      lo = self.process_index * rows
+      local = jax.tree.map(lambda x: np.asarray(x[lo:lo + rows]), batch)
+    if self.mode == 'pmap':
+      n = len(self.local_devices)
+      return jax.tree.map(lambda x: jnp.reshape(x, (n, x.shape[0] // n, *x.shape[1:])), local)
+    if self.process_count > 1:
+      return jax.tree.map(
+          lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local)
+    return jax.device_put(batch, self.batch_sharding)
+
+  # -- steps ------------------------------------------------------------------
+
+  def compile_train(self, train_step: Callable) -> Callable:
+    """``(state, batch, rng) -> (state, metrics)`` with metrics as scalars."""
+    if self.mode == 'jit':
+      return jax.jit(train_step, donate_argnums=0,
+                     in_shardings=(self.replicated, self.batch_sharding, self.replicated),
+                     out_shardings=(self.replicated, self.replicated))
+    step = jax.pmap(train_step, axis_name=PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0,
+                    devices=self.local_devices)
+
+    def run(state, batch, rng):
+      state, metrics = step(state, batch, rng)
+      return state, jax.tree.map(lambda m: m[0], metrics)  # pmean'd: equal on every device
+
+    return run
+
+  def compile_eval(self, eval_step: Callable) -> Callable:
+    """``(state, batch) -> sums`` over the whole global batch."""
+    if self.mode == 'jit':
+      return jax.jit(eval_step, in_shardings=(self.replicated, self.batch_sharding),
+                     out_shardings=self.replicated)
+    step = jax.pmap(eval_step, axis_name=PMAP_AXIS, devices=self.local_devices)
+    return lambda state, batch: jax.tree.map(lambda m: m[0], step(state, batch))

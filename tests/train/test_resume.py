@@ -1,0 +1,149 @@
+"""Exact resume after SIGKILL, checkpoint on SIGTERM, mismatched configs, NaN."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from cnn_jax.train import loop
+from tests.train.test_loop import tiny_config
+
+ROOT = pathlib.Path(__file__).parents[2]
+STEPS = 240
+
+
+def _args(workdir, *extra):
+  return [sys.executable, '-m', 'cnn_jax.main', '--config=configs/synthetic_cnn.py',
+          f'--workdir={workdir}', '--quiet', f'--config.num_steps={STEPS}',
+          '--config.data.num_train=640', '--config.data.num_eval=150',
+          '--config.model.kwargs.widths=(8,16)', '--config.batch_size=64',
+          '--config.checkpoint_every=40', '--config.log_every=20', '--config.eval_every=80',
+          *extra]
+
+
+def _env():
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('XLA_FLAGS', None)
+  return env
+
+
+def _committed(workdir):
+  latest = pathlib.Path(workdir) / 'checkpoints' / 'latest'
+  return sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) if latest.exists() else []
+
+
+def _run_until_checkpoint(workdir, sig, min_step=80):
+  """Starts a run and sends ``sig`` once a checkpoint at >= min_step is committed."""
+  proc = subprocess.Popen(_args(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if any(s >= min_step for s in _committed(workdir)):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, 'the run finished before it could be interrupted'
+  proc.send_signal(sig)
+  out, err = proc.communicate(timeout=120)
+  return proc.returncode, out, err
+
+
+def _final_params(workdir):
+  path = pathlib.Path(workdir) / 'checkpoints' / 'latest' / str(STEPS) / 'state'
+  return ocp.StandardCheckpointer().restore(path.resolve())
+
+
+def _rows(workdir):
+  return [json.loads(line) for line in (pathlib.Path(workdir) / 'metrics.jsonl').read_text()
+          .splitlines()]
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  r = subprocess.run(_args(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                     timeout=300)
+  assert r.returncode == 0, r.stderr
+  return workdir
+
+
+def _assert_same_run(a, b):
+  pa, pb = _final_params(a), _final_params(b)
+  flat_a, flat_b = (jax_leaves(p) for p in (pa, pb))
+  assert len(flat_a) == len(flat_b)
+  for x, y in zip(flat_a, flat_b):
+    np.testing.assert_array_equal(x, y)  # bit-identical
+  eval_a = [r for r in _rows(a) if r['split'] == 'eval']
+  eval_b = [r for r in _rows(b) if r['split'] == 'eval']
+  assert eval_a == eval_b
+
+
+def jax_leaves(tree):
+  import jax
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.slow
+def test_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
+  code, _, _ = _run_until_checkpoint(tmp_path, signal.SIGKILL)
+  assert code == -signal.SIGKILL
+  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                     timeout=300)
+  assert r.returncode == 0, r.stderr
+  _assert_same_run(uninterrupted, tmp_path)
+  rows = _rows(tmp_path)
+  keys = [(r['split'], r['step']) for r in rows]
+  assert len(keys) == len(set(keys)), 'metrics.jsonl has duplicated rows after resume'
+  assert [r['step'] for r in rows if r['split'] == 'train'] == list(range(20, STEPS + 1, 20))
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_143(uninterrupted, tmp_path):
+  code, _, err = _run_until_checkpoint(tmp_path, signal.SIGTERM, min_step=40)
+  assert code == 143, err
+  assert 'stopped by SIGTERM after step' in err and 'rerun the same command' in err
+  stopped_at = int(err.split('after step ')[1].split(';')[0])
+  assert stopped_at in _committed(tmp_path)
+  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                     timeout=300)
+  assert r.returncode == 0, r.stderr
+  _assert_same_run(uninterrupted, tmp_path)
+
+
+@pytest.mark.slow
+def test_mismatched_config_is_an_error_not_a_reinit(uninterrupted):
+  before = _committed(uninterrupted)
+  config_json = (uninterrupted / 'config.json').read_text()
+  r = subprocess.run(_args(uninterrupted, '--config.data.num_classes=4'), cwd=ROOT,
+                     env=_env(), capture_output=True, text=True, timeout=300)
+  assert r.returncode == 2
+  assert 'does not match this config' in r.stderr and 'has shape' in r.stderr
+  assert re.search(r'params/fc/(bias|kernel) has shape \((16, )?10,?\) in the checkpoint '
+                   r'but \((16, )?4,?\) here', r.stderr), r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1
+  assert _committed(uninterrupted) == before
+  assert (uninterrupted / 'config.json').read_text() == config_json  # nothing overwritten
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  c = tiny_config()
+  c.num_steps, c.checkpoint_every, c.log_every, c.eval_every = 200, 5, 5, 0
+  c.schedule.name, c.schedule.warmup_steps = 'constant', 200
+  c.optimizer.lr = 1e3  # the warmup ramps it up until the run diverges (step ~15)
+  c.optimizer.weight_decay = 0.0
+  with pytest.raises(loop.NonFiniteLossError, match=r'(loss|parameters) became .*at step \d+'
+                     ) as info:
+    loop.train_and_evaluate(c, tmp_path, quiet=True)
+  bad_step = int(info.value.args[0].split('at step ')[1].split(';')[0])
+  saved = _committed(tmp_path)
+  assert saved and max(saved) < bad_step
+  state = ocp.StandardCheckpointer().restore((tmp_path / 'checkpoints' / 'latest' /
+                                              str(max(saved)) / 'state').resolve())
+  assert all(np.isfinite(x).all() for x in jax_leaves(state))
