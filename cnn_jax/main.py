@@ -14,7 +14,6 @@ once a checkpoint is saved: the same command resumes).
 from __future__ import annotations
 
 import os
-import pathlib
 import sys
 
 from absl import app, flags, logging
@@ -25,15 +24,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
 _QUIET = flags.DEFINE_bool('quiet', False, 'No progress bar.')
-
-
-def enable_compilation_cache() -> None:
-  """Persistent XLA cache: a second run of the same config skips compilation."""
-  import jax
-  cache = os.environ.get('CNN_JAX_COMPILATION_CACHE',
-                         str(pathlib.Path.home() / '.cache' / 'cnn_jax' / 'xla'))
-  jax.config.update('jax_compilation_cache_dir', cache)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
 def fail(message: str, code: int = 2):
@@ -68,6 +58,7 @@ def main(argv) -> None:
   if config is None or not _WORKDIR.value:
     fail('both --config=configs/NAME.py[:ARG] and --workdir=DIR are required.')
   logging.set_verbosity(logging.WARNING)
+  from cnn_jax.train.xla_cache import enable_compilation_cache
   enable_compilation_cache()
   from cnn_jax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
   try:

@@ -1,0 +1,301 @@
+r"""Residual vs plain networks as depth grows: He et al. (2016), CIFAR-10, Sec. 4.2.
+
+Runs {plain, residual} x depths x seeds through the normal training system
+(``configs/resnet_cifar.py``: SGD momentum 0.9, weight decay 1e-4, batch 128,
+lr 0.1 divided by 10 at 32k and 48k iterations, 64k iterations, 4-pixel pad +
+crop + flip, option A shortcuts), each in its own workdir under the sweep root,
+then writes ``results.json``, ``results.csv``, ``results.md`` (He et al.'s
+Table 6 next to ours) and ``fig6.png`` (training error dashed, test error
+solid, vs iterations; plain left, residual right).
+
+  # the paper's recipe on a CIFAR-10 image folder (GPU-sized: 64k steps per run)
+  python -m experiments.ablation_depth run --sweep-dir workdirs/ablation \
+      --data-root ../shared/data/cifar10-jpeg
+  # a proportionally shortened run (steps and lr boundaries x scale)
+  python -m experiments.ablation_depth run --sweep-dir workdirs/ablation_cpu \
+      --data-root ../shared/data/cifar10-jpeg --depths 20,56 --seeds 2 --scale 0.004
+  # the whole pipeline on synthetic data in under a minute (what CI runs)
+  python -m experiments.ablation_depth run --sweep-dir /tmp/smoke --smoke
+  # rebuild table and plots from a finished or partial sweep
+  python -m experiments.ablation_depth report workdirs/ablation
+
+The sweep is resumable: a finished run (``result.json`` present) is skipped and
+an interrupted one resumes from its last checkpoint (the training system's
+auto-resume), so re-running the same command completes the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import importlib.util
+import json
+import math
+import pathlib
+import statistics
+import sys
+import time
+
+NETS = ('plain', 'residual')
+# He et al. 2016, Table 6: test error (%) of ResNet-n on CIFAR-10 (best of 5 runs).
+PAPER_RESNET_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
+JPEG_NOTE = ('This copy of CIFAR-10 is JPEG-compressed, which costs a few points of accuracy '
+             'against the paper\'s PNG-exact images; scaled-down runs (scale < 1) are far from '
+             'converged, so compare plain vs residual and shallow vs deep, not absolute numbers.')
+_CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'resnet_cifar.py'
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  depths: tuple[int, ...] = (20, 32, 44, 56)
+  seeds: int = 3
+  scale: float = 1.0
+  data: str = 'folder'          # 'folder' | 'tfds' | 'synthetic'
+  data_root: str = ''
+  smoke: bool = False
+  eval_every: int = 0           # 0: 32 evaluations per run (the Fig. 6 test curves)
+
+  def runs(self):
+    """(net, depth, seed), seed-major so that a partial sweep covers every net."""
+    return [(net, depth, seed) for seed in range(self.seeds) for depth in self.depths
+            for net in NETS]
+
+
+def run_name(net: str, depth: int, seed: int) -> str:
+  return f'{net}{depth}_seed{seed}'
+
+
+def _load_resnet_cifar():
+  spec = importlib.util.spec_from_file_location('resnet_cifar', _CONFIG_FILE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def make_config(sweep: Sweep, net: str, depth: int, seed: int):
+  """The training config of one run: the paper's recipe, scaled, or the smoke setting."""
+  c = _load_resnet_cifar().get_config(
+      f'depth={depth},plain={net == "plain"},scale={sweep.scale},data={sweep.data}')
+  c.seed = seed
+  if sweep.data == 'folder':
+    if not sweep.data_root:
+      raise ValueError('--data-root DIR is required with --data folder (a CIFAR-10 folder '
+                       'with train/ and test/ class folders).')
+    c.data.root = sweep.data_root
+  if sweep.smoke:  # tiny everything: the pipeline, not the result, is under test
+    c.data.num_train, c.data.num_eval, c.data.num_classes = 256, 100, 4
+    c.data.image_size = 16
+    c.data.mean, c.data.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    c.model.kwargs.widths = (4, 8, 16)
+    c.batch_size, c.eval_batch_size = 32, 64  # divisible by 8 simulated test devices
+    c.num_steps, c.log_every, c.eval_every = 12, 4, 6
+    c.schedule.decay_steps = (8, 10)
+    c.checkpoint_every = 6
+  else:
+    c.eval_every = sweep.eval_every or max(1, c.num_steps // 32)
+    c.checkpoint_every = max(1, min(c.num_steps // 4, 4_000))
+    c.log_every = max(1, min(100, c.num_steps // 20))
+  return c
+
+
+def run_sweep(sweep: Sweep, root: pathlib.Path, *, quiet: bool = True) -> None:
+  from cnn_jax.train.loop import train_and_evaluate
+  from cnn_jax.train.xla_cache import enable_compilation_cache
+  enable_compilation_cache(min_compile_secs=0.5)  # seeds 1.. reuse seed 0's programs
+  root.mkdir(parents=True, exist_ok=True)
+  (root / 'sweep.json').write_text(json.dumps(dataclasses.asdict(sweep), indent=2) + '\n')
+  for net, depth, seed in sweep.runs():
+    workdir = root / run_name(net, depth, seed)
+    if (workdir / 'result.json').exists():
+      print(f'{workdir.name}: finished, skipped')
+      continue
+    config = make_config(sweep, net, depth, seed)
+    print(f'{workdir.name}: training {config.num_steps} steps'
+          + (' (resuming)' if (workdir / 'checkpoints').exists() else ''), flush=True)
+    t0 = time.perf_counter()
+    result = train_and_evaluate(config, workdir, quiet=quiet)
+    result_row = {'net': net, 'depth': depth, 'seed': seed, 'steps': result['steps'],
+                  'params': int(result['num_params']),
+                  'final_test_error': 1.0 - result['eval']['accuracy'],
+                  'wall_s': time.perf_counter() - t0, 'resumed_from': result['resumed_from']}
+    (workdir / 'result.json').write_text(json.dumps(result_row, indent=2) + '\n')
+    print(f"{workdir.name}: test error {100 * result_row['final_test_error']:.2f}%", flush=True)
+  report(root)
+
+
+# ----------------------------------------------------------------------------- report
+
+def _read_run(workdir: pathlib.Path) -> dict | None:
+  """Curves and summary of one run from its metrics.jsonl (finished or not)."""
+  from cnn_jax.train.logging import read_metrics
+  rows = read_metrics(workdir / 'metrics.jsonl')
+  if not rows.get('eval'):
+    return None
+  train, evals = rows.get('train', []), rows['eval']
+  result = json.loads((workdir / 'result.json').read_text()) if (
+      workdir / 'result.json').exists() else {}
+  return {
+      'finished': bool(result),
+      'train_curve': [(r['step'], 1.0 - r['accuracy']) for r in train],
+      'test_curve': [(r['step'], 1.0 - r['accuracy']) for r in evals],
+      'final_test_error': 1.0 - evals[-1]['accuracy'],
+      'best_test_error': 1.0 - max(r['accuracy'] for r in evals),
+      'img_per_sec': statistics.mean(r['img_per_sec'] for r in train) if train else math.nan,
+      'train_time_s': result.get('wall_s', math.nan),  # wall time of the whole run
+      'params': result.get('params'),
+      'steps': evals[-1]['step'],
+  }
+
+
+def _mean_std(values):
+  values = [v for v in values if v is not None and not math.isnan(v)]
+  if not values:
+    return math.nan, math.nan
+  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(root: pathlib.Path) -> list[dict]:
+  """One row per (net, depth) with mean and std over the seeds found."""
+  runs: dict[tuple[str, int], list[dict]] = {}
+  for workdir in sorted(p for p in root.iterdir() if p.is_dir()):
+    name = workdir.name
+    for net in NETS:
+      if name.startswith(net) and '_seed' in name:
+        depth = int(name[len(net):name.index('_seed')])
+        run = _read_run(workdir)
+        if run is not None:
+          runs.setdefault((net, depth), []).append(run)
+  rows = []
+  for (net, depth), rs in sorted(runs.items(), key=lambda kv: (NETS.index(kv[0][0]), kv[0][1])):
+    final_m, final_s = _mean_std([100 * r['final_test_error'] for r in rs])
+    best_m, best_s = _mean_std([100 * r['best_test_error'] for r in rs])
+    rows.append({
+        'net': net, 'depth': depth, 'seeds': len(rs),
+        'finished': sum(r['finished'] for r in rs), 'steps': max(r['steps'] for r in rs),
+        'final_test_error_mean': final_m, 'final_test_error_std': final_s,
+        'best_test_error_mean': best_m, 'best_test_error_std': best_s,
+        'params': next((r['params'] for r in rs if r['params']), None),
+        'train_time_s_mean': _mean_std([r['train_time_s'] for r in rs])[0],
+        'img_per_sec_mean': _mean_std([r['img_per_sec'] for r in rs])[0],
+        'paper_test_error': PAPER_RESNET_ERROR.get(depth) if net == 'residual' else None,
+    })
+  return rows, runs
+
+
+def markdown_table(rows: list[dict]) -> str:
+  lines = ['| net | depth | params | runs | steps | final test error (%) | best test error (%) '
+           '| He et al. (%) | img/s |',
+           '|---|---:|---:|---:|---:|---|---|---:|---:|']
+  for r in rows:
+    name = f"{'ResNet' if r['net'] == 'residual' else 'Plain'}-{r['depth']}"
+    params = (f"{r['params'] / 1e6:.2f}M" if r['params'] >= 1e5 else
+              f"{r['params'] / 1e3:.1f}k") if r['params'] else '?'
+    paper = f"{r['paper_test_error']:.2f}" if r['paper_test_error'] else '-'
+    lines.append(
+        f"| {name} | {r['depth']} | {params} | {r['finished']}/{r['seeds']} | {r['steps']} | "
+        f"{r['final_test_error_mean']:.2f} ± {r['final_test_error_std']:.2f} | "
+        f"{r['best_test_error_mean']:.2f} ± {r['best_test_error_std']:.2f} | {paper} | "
+        f"{r['img_per_sec_mean']:.0f} |")
+  return '\n'.join(lines)
+
+
+def plot_fig6(runs: dict, path: pathlib.Path) -> None:
+  """He et al. Fig. 6 style: error vs iterations, dashed train, solid test, mean over seeds."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+  depths = sorted({d for _, d in runs})
+  colours = dict(zip(depths, plt.cm.viridis([i / max(len(depths) - 1, 1)
+                                             for i in range(len(depths))])))
+  for ax, net in zip(axes, NETS):
+    for depth in depths:
+      rs = runs.get((net, depth))
+      if not rs:
+        continue
+      for key, style in (('train_curve', '--'), ('test_curve', '-')):
+        by_step: dict[int, list[float]] = {}
+        for r in rs:
+          for step, err in r[key]:
+            by_step.setdefault(step, []).append(err)
+        steps = sorted(by_step)
+        ax.plot(steps, [100 * statistics.mean(by_step[s]) for s in steps], style,
+                color=colours[depth],
+                label=f"{'ResNet' if net == 'residual' else 'plain'}-{depth}"
+                if style == '-' else None)
+    ax.set_title(f"{'residual' if net == 'residual' else 'plain'} networks")
+    ax.set_xlabel('iterations')
+    ax.grid(alpha=0.3)
+    ax.legend()
+  axes[0].set_ylabel('error (%)  (dashed: training, solid: test)')
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+def report(root: pathlib.Path) -> list[dict]:
+  """Rebuilds results.{json,csv,md} and fig6.png from the run folders under ``root``."""
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise SystemExit(f'error: sweep directory {root} does not exist; run the sweep first.')
+  rows, runs = summarize(root)
+  if not rows:
+    raise SystemExit(f'error: no evaluated runs under {root}; run the sweep first.')
+  (root / 'results.json').write_text(json.dumps(rows, indent=2) + '\n')
+  with open(root / 'results.csv', 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  table = markdown_table(rows)
+  (root / 'results.md').write_text(f'{table}\n\n{JPEG_NOTE}\n')
+  plot_fig6(runs, root / 'fig6.png')
+  print(table)
+  return rows
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  sub = p.add_subparsers(dest='command', required=True)
+  r = sub.add_parser('run', help='run (or resume) the sweep, then report')
+  r.add_argument('--sweep-dir', required=True)
+  r.add_argument('--depths', default='20,32,44,56', help='comma list of 6k+2 depths')
+  r.add_argument('--with-110', action='store_true', help='add ResNet/Plain-110')
+  r.add_argument('--seeds', type=int, default=None, help='default 3 (2 with --smoke)')
+  r.add_argument('--scale', type=float, default=1.0,
+                 help='multiply the 64k steps and the lr boundaries')
+  r.add_argument('--data', default='folder', choices=('folder', 'tfds', 'synthetic'))
+  r.add_argument('--data-root', default='', help='CIFAR-10 image folder (train/ and test/)')
+  r.add_argument('--eval-every', type=int, default=0,
+                 help='steps between test-set evaluations (default: 32 per run)')
+  r.add_argument('--smoke', action='store_true',
+                 help='synthetic data, depths 8 and 14, 2 seeds, 12 steps: the pipeline in '
+                      'under a minute')
+  r.add_argument('--verbose', action='store_true', help='progress bars')
+  rep = sub.add_parser('report', help='rebuild table and plots from a sweep directory')
+  rep.add_argument('sweep_dir')
+  args = p.parse_args(argv)
+  if args.command == 'report':
+    report(pathlib.Path(args.sweep_dir))
+    return 0
+  depths = tuple(int(d) for d in args.depths.split(',')) + ((110,) if args.with_110 else ())
+  if args.smoke:
+    sweep = Sweep(depths=(8, 14) if args.depths == '20,32,44,56' else depths,
+                  seeds=args.seeds or 2, data='synthetic', smoke=True)
+  else:
+    sweep = Sweep(depths=depths, seeds=args.seeds or 3, scale=args.scale, data=args.data,
+                  data_root=args.data_root, eval_every=args.eval_every)
+  bad = [d for d in sweep.depths if d < 8 or (d - 2) % 6]
+  if bad:
+    p.error(f'depths must be 6k+2 (20, 32, 44, 56, 110), got {bad}')
+  try:
+    run_sweep(sweep, pathlib.Path(args.sweep_dir), quiet=not args.verbose)
+  except (ValueError, FileNotFoundError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
