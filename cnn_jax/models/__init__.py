@@ -12,3 +12,4 @@ from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.introspect import (LayerRow, count_multiplies, format_summary, summary,
                                     xla_flops)
 from cnn_jax.models.vgg import VGG
+from cnn_jax.models.weights import export_flat, load_flat, load_into, load_pretrained
