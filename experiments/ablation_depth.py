@@ -29,13 +29,14 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import importlib.util
 import json
 import math
 import pathlib
 import statistics
 import sys
-import time
+
+from cnn_jax.train.config import load_config
+from experiments.sweep import run_or_skip
 
 NETS = ('plain', 'residual')
 # He et al. 2016, Table 6: test error (%) of ResNet-n on CIFAR-10 (best of 5 runs).
@@ -43,7 +44,6 @@ PAPER_RESNET_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
 JPEG_NOTE = ('This copy of CIFAR-10 is JPEG-compressed, which costs a few points of accuracy '
              'against the paper\'s PNG-exact images; scaled-down runs (scale < 1) are far from '
              'converged, so compare plain vs residual and shallow vs deep, not absolute numbers.')
-_CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'resnet_cifar.py'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,17 +66,10 @@ def run_name(net: str, depth: int, seed: int) -> str:
   return f'{net}{depth}_seed{seed}'
 
 
-def _load_resnet_cifar():
-  spec = importlib.util.spec_from_file_location('resnet_cifar', _CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def make_config(sweep: Sweep, net: str, depth: int, seed: int):
   """The training config of one run: the paper's recipe, scaled, or the smoke setting."""
-  c = _load_resnet_cifar().get_config(
-      f'depth={depth},plain={net == "plain"},scale={sweep.scale},data={sweep.data}')
+  c = load_config('resnet_cifar',
+                  f'depth={depth},plain={net == "plain"},scale={sweep.scale},data={sweep.data}')
   c.seed = seed
   if sweep.data == 'folder':
     if not sweep.data_root:
@@ -100,27 +93,13 @@ def make_config(sweep: Sweep, net: str, depth: int, seed: int):
 
 
 def run_sweep(sweep: Sweep, root: pathlib.Path, *, quiet: bool = True) -> None:
-  from cnn_jax.train.loop import train_and_evaluate
   from cnn_jax.train.xla_cache import enable_compilation_cache
   enable_compilation_cache(min_compile_secs=0.5)  # seeds 1.. reuse seed 0's programs
   root.mkdir(parents=True, exist_ok=True)
   (root / 'sweep.json').write_text(json.dumps(dataclasses.asdict(sweep), indent=2) + '\n')
   for net, depth, seed in sweep.runs():
-    workdir = root / run_name(net, depth, seed)
-    if (workdir / 'result.json').exists():
-      print(f'{workdir.name}: finished, skipped')
-      continue
-    config = make_config(sweep, net, depth, seed)
-    print(f'{workdir.name}: training {config.num_steps} steps'
-          + (' (resuming)' if (workdir / 'checkpoints').exists() else ''), flush=True)
-    t0 = time.perf_counter()
-    result = train_and_evaluate(config, workdir, quiet=quiet)
-    result_row = {'net': net, 'depth': depth, 'seed': seed, 'steps': result['steps'],
-                  'params': int(result['num_params']),
-                  'final_test_error': 1.0 - result['eval']['accuracy'],
-                  'wall_s': time.perf_counter() - t0, 'resumed_from': result['resumed_from']}
-    (workdir / 'result.json').write_text(json.dumps(result_row, indent=2) + '\n')
-    print(f"{workdir.name}: test error {100 * result_row['final_test_error']:.2f}%", flush=True)
+    run_or_skip(make_config(sweep, net, depth, seed), root / run_name(net, depth, seed),
+                {'net': net, 'depth': depth, 'seed': seed}, quiet=quiet)
   report(root)
 
 

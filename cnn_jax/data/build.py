@@ -4,17 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnn_jax.data.dataset import ArrayDataset
+from cnn_jax.data.dataset import ArrayDataset, few_shot, select_classes
 
 
 def load_split(data: Any, split: str, *, seed: int = 0) -> ArrayDataset:
-  """Loads ``split`` of the dataset described by ``config.data``.
+  """Loads ``split`` of ``config.data``, restricted to ``data.classes`` if set.
+
+  ``data.examples_per_class`` (> 0) then keeps that many per class of the
+  train split only (the eval split stays whole).
 
   Args:
     data: the ``config.data`` ConfigDict (see :mod:`cnn_jax.train.config`).
     split: split name, e.g. ``data.train_split``.
-    seed: the synthetic set's generation seed (other sources ignore it).
+    seed: the synthetic set's generation seed and the few-shot draw's seed.
   """
+  ds = _load(data, split, seed)
+  if data.get('classes'):
+    ds = select_classes(ds, tuple(data.classes))
+  if data.get('examples_per_class', 0) > 0 and split == data.train_split:
+    ds = few_shot(ds, int(data.examples_per_class), seed)
+  return ds
+
+
+def _load(data: Any, split: str, seed: int) -> ArrayDataset:
   if data.name == 'synthetic':
     from cnn_jax.data.synthetic import load_synthetic
     is_train = split == data.train_split

@@ -53,3 +53,30 @@ class ArrayDataset:
     """A subset (e.g. a validation split or a few-shot sample)."""
     return ArrayDataset(self.images[indices], self.labels[indices], self.class_names,
                         {k: v[indices] for k, v in self.extras.items()})
+
+
+def select_classes(ds: ArrayDataset, classes: tuple[int, ...]) -> ArrayDataset:
+  """The examples of ``classes`` only, relabelled ``0..k-1`` in the given order."""
+  classes = tuple(int(c) for c in classes)
+  bad = [c for c in classes if not 0 <= c < ds.num_classes]
+  if bad or len(set(classes)) != len(classes):
+    raise ValueError(f'data.classes {classes} must be distinct class ids in '
+                     f'[0, {ds.num_classes}).')
+  remap = np.full(ds.num_classes, -1, np.int32)
+  remap[list(classes)] = np.arange(len(classes), dtype=np.int32)
+  keep = np.flatnonzero(remap[ds.labels] >= 0)
+  sub = ds.take(keep)
+  return ArrayDataset(sub.images, remap[sub.labels], tuple(ds.class_names[c] for c in classes),
+                      sub.extras)
+
+
+def few_shot(ds: ArrayDataset, per_class: int, seed: int) -> ArrayDataset:
+  """``per_class`` examples of every class, drawn by a seeded shuffle (sorted by index)."""
+  order = np.random.default_rng(seed).permutation(len(ds))
+  keep = np.concatenate([order[ds.labels[order] == c][:per_class]
+                         for c in range(ds.num_classes)])
+  short = [c for c in range(ds.num_classes) if np.sum(ds.labels == c) < per_class]
+  if short:
+    raise ValueError(f'data.examples_per_class={per_class} but classes {short} have fewer '
+                     'examples; lower it.')
+  return ds.take(np.sort(keep))

@@ -8,6 +8,8 @@
   convolution and matrix product found in it is costed with
   :mod:`cnn_jax.ops.cost`, so the count is the same for ``conv_impl='lax'`` and
   ``'einsum'`` (the latter is a ``dot_general`` over patches).
+* :func:`activations` returns the outputs of named layers for an input (style
+  transfer's features, activation maps).
 * :func:`xla_flops` asks XLA's cost analysis of a compiled function, e.g. a
   whole train step, to cross-check the analytic count.
 """
@@ -137,6 +139,41 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, print_table: bool =
   if print_table:
     print(format_summary(rows))
   return rows
+
+
+def activations(model: nn.Module, variables: Any, x: jax.Array, names: Sequence[str],
+                **call_kwargs: Any) -> dict[str, jax.Array]:
+  """The outputs of the layers ``names`` (module paths joined by ``'/'``) for input ``x``.
+
+  Differentiable in ``x`` and ``variables`` (style transfer takes gradients
+  through it). Outputs are what the module returns: a ``Conv``'s is before
+  its ReLU.
+
+  Args:
+    model: a Linen model; ``variables`` its variables.
+    x: the input, e.g. (N, H, W, C).
+    names: e.g. ``('conv1_1', 'conv4_2')`` for a VGG or ``('stage2_0',)``.
+    **call_kwargs: for ``model.__call__`` (``train`` defaults to False).
+
+  Returns:
+    ``{name: (N, h, w, c) array}`` in the order of ``names``.
+  """
+  wanted = set(names)
+  call_kwargs.setdefault('train', False)
+  _, state = model.apply(
+      variables, x, capture_intermediates=lambda mdl, method: (
+          method == '__call__' and '/'.join(mdl.path) in wanted),
+      mutable=['intermediates'], **call_kwargs)
+  found = {}
+  flat, _ = jax.tree_util.tree_flatten_with_path(state.get('intermediates', {}))
+  for path, value in flat:
+    keys = [str(getattr(k, 'key', '')) for k in path]
+    found['/'.join(keys[:keys.index('__call__')])] = value
+  missing = [n for n in names if n not in found]
+  if missing:
+    raise ValueError(f'no layer named {missing} in {type(model).__name__}; module paths look '
+                     f'like {sorted(found)[:3] or list(variables.get("params", {}))[:5]}.')
+  return {n: found[n] for n in names}
 
 
 def format_summary(rows: Sequence[LayerRow]) -> str:

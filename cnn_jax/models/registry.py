@@ -61,9 +61,17 @@ def _lookup(name: str):
 
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
-  """Builds the named model; ``kwargs`` override its defaults."""
+  """Builds the named model; ``kwargs`` override its defaults.
+
+  ``module_name`` (optional) names the instance when it is built inside another
+  module's ``@nn.compact`` method, e.g. ``get_model('cifar_resnet',
+  module_name='backbone')`` puts its variables under ``backbone/``.
+  """
   cls, defaults = _lookup(name)
-  unknown = sorted(set(kwargs) - set(model_fields(name)))
+  module_name = kwargs.pop('module_name', None)
+  if module_name is not None:
+    kwargs['name'] = module_name
+  unknown = sorted(set(kwargs) - set(model_fields(name)) - {'name'})
   if unknown:
     raise ValueError(f'model {name!r} has no argument(s) {unknown}; valid: '
                      f'{", ".join(model_fields(name))}.')

@@ -54,6 +54,9 @@ class VGG(nn.Module):
       apply then needs a ``'dropout'`` rng).
     conv_impl: ``'lax'`` or ``'einsum'`` convolution.
     dtype: compute dtype (e.g. ``jnp.bfloat16``); ``None`` keeps the input's.
+    include_top: False drops the classifier (no fc params): the output is the
+      last max pool's ``(N, H/32, W/32, 512)`` feature map, for any H, W >= 32
+      (the style transfer feature extractor).
 
   Convs are named ``conv{stage}_{i}`` (and ``bn{stage}_{i}``), counting from 1.
   """
@@ -64,6 +67,7 @@ class VGG(nn.Module):
   conv_impl: str = 'lax'
   dtype: Any = None
   axis_name: str | None = None  # set under pmap: BatchNorm statistics over devices
+  include_top: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -77,6 +81,8 @@ class VGG(nn.Module):
           x = BatchNorm(axis_name=self.axis_name, name=f'bn{s}_{i}')(x, train)
         x = jax.nn.relu(x)
       x = pool.max_pool(x, 2)
+    if not self.include_top:
+      return x
     x = pool.adaptive_avg_pool(x, 7)
     x = x.reshape(x.shape[0], -1)
     x = jax.nn.relu(Dense(4096, name='fc1')(x))

@@ -207,12 +207,15 @@ def torchvision_vgg_names(variables: Variables) -> dict[str, str]:
   which also counts its ReLU, MaxPool and BatchNorm entries (VGG-11:
   ``features.0, 3, 6, 8, 11, 13, 16, 18``; VGG-11-BN: conv ``0`` and BN ``1``,
   conv ``4`` and BN ``5``, ...). ``fc1/fc2/fc3 -> classifier.0/3/6``;
-  ``classifier.0`` is a :class:`TorchKey` with ``chw=(C, 7, 7)``.
+  ``classifier.0`` is a :class:`TorchKey` with ``chw=(C, 7, 7)``. A VGG built
+  with ``include_top=False`` maps its convs only (the file's classifier is
+  then reported unused).
   """
   params = variables['params']
   convs = sorted((tuple(int(n) for n in name[4:].split('_')), name) for name in params
                  if re.fullmatch(r'conv\d+_\d+', name))
-  if not convs or not {'fc1', 'fc2', 'fc3'} <= set(params):
+  fcs = {'fc1', 'fc2', 'fc3'} & set(params)
+  if not convs or fcs not in (set(), {'fc1', 'fc2', 'fc3'}):
     raise ValueError(f'variables are not a VGG (params {sorted(params)[:6]}...); expected '
                      'conv{stage}_{i} and fc1..fc3 from cnn_jax.models.VGG.')
   modules: dict[str, str] = {}
@@ -227,6 +230,8 @@ def torchvision_vgg_names(variables: Variables) -> dict[str, str]:
       modules[bn] = f'features.{idx}'
       idx += 1
     idx += 1  # ReLU.
+  if not fcs:
+    return _module_names(variables, modules, {}, 'VGG')
   chw = _fc_chw(params, convs[-1][1], 'fc1')
   modules.update(fc1='classifier.0', fc2='classifier.3', fc3='classifier.6')
   return _module_names(variables, modules, {'fc1': chw}, 'VGG')

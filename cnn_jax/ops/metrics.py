@@ -182,3 +182,68 @@ def mean_iou(pred: Array, label: Array, num_classes: int,
   """
   cm = confusion_matrix(pred, label, num_classes, ignore_index=ignore_index)
   return iou_from_confusion_matrix(cm)
+
+
+# ----------------------------------------------------------------------------
+# Verification (pairs scored "same" vs "different").
+# ----------------------------------------------------------------------------
+
+
+def _check_scores(scores: Array, positive: Array) -> tuple[Array, Array]:
+  scores, positive = jnp.asarray(scores), jnp.asarray(positive)
+  if scores.ndim != 1 or positive.shape != scores.shape:
+    raise ValueError(f'need scores (N,) and positive (N,), got {scores.shape} and '
+                     f'{positive.shape}.')
+  return scores.astype(jnp.float32), positive.astype(jnp.bool_)
+
+
+def roc_auc(scores: Array, positive: Array) -> Array:
+  """Area under the ROC curve: P(score of a positive > score of a negative).
+
+  The Mann-Whitney statistic with ties counted 1/2 (average ranks), so it is
+  exact, threshold-free and equals the trapezoidal area under the ROC curve.
+
+  Args:
+    scores: (N,) higher means "more likely positive" (for distances pass ``-d``).
+    positive: (N,) bool labels.
+
+  Returns:
+    A float32 scalar; NaN if either class is empty.
+  """
+  scores, positive = _check_scores(scores, positive)
+  order = jnp.argsort(scores)
+  sorted_scores = scores[order]
+  # Average rank (1-based) of each group of tied scores.
+  first = jnp.searchsorted(sorted_scores, sorted_scores, side='left')
+  last = jnp.searchsorted(sorted_scores, sorted_scores, side='right')
+  ranks = jnp.zeros_like(scores).at[order].set((first + last + 1).astype(jnp.float32) / 2.0)
+  n_pos = jnp.sum(positive, dtype=jnp.float32)
+  n_neg = jnp.float32(scores.shape[0]) - n_pos
+  rank_sum = jnp.sum(jnp.where(positive, ranks, 0.0))
+  auc = (rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+  return jnp.where((n_pos > 0) & (n_neg > 0), auc, jnp.nan)
+
+
+def best_threshold(distances: Array, same: Array) -> tuple[Array, Array]:
+  """The distance threshold that classifies pairs best (``same`` iff ``d <= t``).
+
+  Tries every observed distance as ``t``, and ``t`` below all of them.
+
+  Args:
+    distances: (N,) pair distances.
+    same: (N,) bool, True for pairs of one identity.
+
+  Returns:
+    ``(threshold, accuracy)`` float32 scalars.
+  """
+  distances, same = _check_scores(distances, same)
+  candidates = jnp.concatenate([jnp.min(distances, keepdims=True) - 1.0, distances])
+  acc = jax.vmap(lambda t: verification_accuracy(distances, same, t))(candidates)
+  i = jnp.argmax(acc)
+  return candidates[i], acc[i]
+
+
+def verification_accuracy(distances: Array, same: Array, threshold: Array | float) -> Array:
+  """Fraction of pairs classified right by ``same iff distance <= threshold``."""
+  distances, same = _check_scores(distances, same)
+  return jnp.mean((distances <= threshold) == same, dtype=jnp.float32)

@@ -11,15 +11,22 @@ experiment needs, so every run has the same keys and a typo is an error:
   model:     name (see cnn_jax.models.list_models()), conv_impl, kwargs (model args)
   data:      name ('synthetic' | 'image_folder' | 'tfds'), root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
-             num_eval, mean, std, cache_dir, skip_corrupt, streaming, num_workers
+             num_eval, mean, std, cache_dir, skip_corrupt, streaming, num_workers,
+             classes (a subset, relabelled 0..k-1), examples_per_class (few-shot train split)
   augment:   crop_padding, flip, rotation, shift, zoom, shear
   optimizer: name, lr, momentum, b1, b2, weight_decay, grad_clip_norm, label_smoothing
   schedule:  name, warmup_steps, decay_steps, decay_factor, end_factor
+  transfer:  init_from (a trained run's workdir), init_which ('latest' | 'best'),
+             exclude (modules re-initialised: the new head), freeze (module patterns,
+             '*' = all but exclude); see cnn_jax.train.transfer
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import os
+import pathlib
 
 import ml_collections
 
@@ -74,6 +81,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.skip_corrupt = False
   c.data.streaming = False
   c.data.num_workers = 0       # 0: automatic
+  c.data.classes = ()          # e.g. (5, 6, 7, 8, 9): keep these, relabelled 0..k-1 in this order
+  c.data.examples_per_class = 0  # > 0: a few-shot train split (first n per class after a seeded shuffle)
 
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_padding = 0
@@ -99,7 +108,33 @@ def default_config() -> ml_collections.ConfigDict:
   c.schedule.decay_steps = (0,)
   c.schedule.decay_factor = 0.1
   c.schedule.end_factor = 0.0
+
+  c.transfer = ml_collections.ConfigDict()
+  c.transfer.init_from = ''    # workdir of a trained run: its params/batch_stats start this one
+  c.transfer.init_which = 'latest'
+  c.transfer.exclude = ('fc',)  # not copied (re-initialised): the classifier head
+  c.transfer.freeze = ()       # e.g. ('*',) feature extraction, ('stem', 'stage1') first stage
   return c
+
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / 'configs'
+
+
+def load_config(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of a config file (``configs/`` is a folder of files, not a package).
+
+  A bare name such as ``'transfer'`` means ``configs/transfer.py`` of this checkout.
+  """
+  path = pathlib.Path(path)
+  if path.suffix != '.py':
+    path = CONFIG_DIR / f'{path}.py'
+  if not path.is_file():
+    raise FileNotFoundError(f'config file {str(path)!r} does not exist; pass '
+                            'configs/NAME.py or a NAME from configs/.')
+  spec = importlib.util.spec_from_file_location(f'cnn_jax_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def parse_arg(arg: str | None, defaults: dict) -> dict:
@@ -156,6 +191,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError('data.name=tfds needs data.tfds_name, e.g. --config.data.tfds_name=mnist.')
   if config.data.streaming and config.data.image_size <= 0:
     raise ValueError('data.streaming needs a fixed data.image_size (e.g. 224) to batch images.')
+  if config.data.streaming and (config.data.classes or config.data.examples_per_class):
+    raise ValueError('data.classes / data.examples_per_class need in-memory data; set '
+                     '--config.data.streaming=False.')
+  _choice(config.transfer.init_which, ('latest', 'best'), 'transfer.init_which')
   if len(config.data.mean) != config.data.channels or len(config.data.std) != config.data.channels:
     raise ValueError(f'data.mean/std need {config.data.channels} values (data.channels), got '
                      f'{tuple(config.data.mean)} / {tuple(config.data.std)}.')

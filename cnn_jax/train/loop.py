@@ -27,7 +27,7 @@ from cnn_jax import models
 from cnn_jax.data import pipeline
 from cnn_jax.data.build import load_split, open_stream_source
 from cnn_jax.train import config as config_lib
-from cnn_jax.train import optim
+from cnn_jax.train import optim, transfer
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.logging import MetricWriter, plot_metrics, truncate_metrics
 from cnn_jax.train.parallel import DataParallel, check_divisible, initialize_distributed
@@ -137,6 +137,22 @@ def _check_finite(losses: np.ndarray, first_step: int) -> None:
         'optimizer.grad_clip_norm, or check the data.')
 
 
+def _init_from_run(state: TrainState, tx, t: ml_collections.ConfigDict
+                   ) -> tuple[TrainState, str]:
+  """``state`` with the source run's weights in every module but ``t.exclude``."""
+  source = transfer.load_variables(t.init_from, which=t.init_which)
+  params, copied = transfer.transplant(jax.device_get(state.params), source['params'],
+                                       t.exclude)
+  batch_stats, _ = transfer.transplant(jax.device_get(state.batch_stats),
+                                       source['batch_stats'], t.exclude, what='batch_stats')
+  params = jax.tree.map(jnp.asarray, params)
+  state = state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray, batch_stats),
+                        opt_state=tx.init(params))
+  new = [name for name in params if name not in copied]
+  return state, (f'initialised from {t.init_from} ({len(copied)} modules; new: '
+                 f'{", ".join(new) or "none"}; frozen: {", ".join(t.freeze) or "none"})')
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        quiet: bool = False) -> dict[str, Any]:
   """Trains ``config`` in ``workdir``; returns the final train and eval metrics.
@@ -170,14 +186,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   model = build_model(config, data.num_classes, axis_name=dp.axis_name)
   schedule = optim.make_schedule(config, num_steps)
-  tx = optim.make_optimizer(config, schedule)
+  is_frozen = transfer.frozen_predicate(config.transfer.freeze, config.transfer.exclude)
+  tx = transfer.freeze_optimizer(optim.make_optimizer(config, schedule), is_frozen)
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
   input_shape = (1, *data.image_shape)
   state = jax.jit(lambda k: create_train_state(model, tx, k, input_shape))(init_key)
+  transfer.check_patterns(state.params, config.transfer.freeze, 'transfer.freeze')
+  transfer.check_patterns(state.params, config.transfer.exclude, 'transfer.exclude')
 
   ckpt = Checkpointer(workdir / 'checkpoints', save_every=config.checkpoint_every,
                       max_to_keep=config.keep_checkpoints, keep_best=config.keep_best)
-  start = 0
+  start, init_note = 0, ''
   if ckpt.latest_step() is not None:
     state, data_state = ckpt.restore(dp.abstract_state(state))
     start = int(state.step)
@@ -185,6 +204,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       train_data.restore(data_state)
     if is_main:  # rows past the checkpoint will be written again
       truncate_metrics(workdir / 'metrics.jsonl', start)
+  elif config.transfer.init_from:
+    state, init_note = _init_from_run(state, tx, config.transfer)
   if is_main:  # only now: a config that does not match the checkpoint must not overwrite it
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
   state = dp.put_state(state)
@@ -194,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       make_train_step(model, tx, schedule, mean=mean, std=std,
                       label_smoothing=config.optimizer.label_smoothing,
                       augment={k: v for k, v in config.augment.items() if v},
-                      axis_name=dp.axis_name))
+                      axis_name=dp.axis_name, is_frozen=is_frozen))
   eval_step = dp.compile_eval(make_eval_step(model, mean=mean, std=std,
                                              axis_name=dp.axis_name))
   run_eval = lambda state: evaluate(eval_step, state, map(dp.put_batch, data.eval_batches()))
@@ -209,7 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   writer.message(f'{config.model.name}: {n_params:,} params; {data.num_train} train / '
                  f'{data.num_eval} eval examples; {num_steps} steps of {config.batch_size} on '
                  f'{dp.num_devices} device(s) ({config.parallel})' +
-                 (f'; resumed at step {start}' if start else ''))
+                 (f'; resumed at step {start}' if start else '') +
+                 (f'; {init_note}' if init_note else ''))
   last_train: dict[str, float] = {}
   eval_metrics: dict[str, float] = {}
   window: list[dict] = []

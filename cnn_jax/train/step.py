@@ -23,6 +23,7 @@ from jax import lax
 
 from cnn_jax.data import augment as augment_lib
 from cnn_jax.ops import losses, metrics as metrics_lib
+from cnn_jax.train import transfer
 from cnn_jax.train.state import TrainState
 
 # torchvision's weighting of GoogLeNet's two auxiliary classifier losses.
@@ -37,7 +38,8 @@ def preprocess(batch: dict, mean: Sequence[float], std: Sequence[float],
 
 def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
                     mean: Sequence[float], std: Sequence[float], label_smoothing: float = 0.0,
-                    augment: dict | None = None, axis_name: str | None = None
+                    augment: dict | None = None, axis_name: str | None = None,
+                    is_frozen: transfer.Predicate | None = None
                     ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
   """Builds the pure train step for ``model`` (any cnn_jax Linen classifier).
 
@@ -49,6 +51,9 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
     augment: keyword arguments of :func:`cnn_jax.data.augment.augment_batch`
       (crop_padding, flip, rotation, shift, zoom, shear); None or {} for none.
     axis_name: set under ``pmap`` to average gradients and metrics over devices.
+    is_frozen: top-level module name -> frozen? (:mod:`cnn_jax.train.transfer`):
+      frozen modules get no gradient, no update and run with ``train=False``.
+      Pair it with ``transfer.freeze_optimizer(tx, is_frozen)``.
 
   Returns:
     ``train_step(state, batch, rng) -> (new_state, metrics)`` with metrics
@@ -57,9 +62,12 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
   augment = dict(augment or {})
 
   def loss_fn(params, batch_stats, x, labels, rng):
-    logits, mutated = model.apply(
-        {'params': params, 'batch_stats': batch_stats}, x, train=True,
-        mutable=['batch_stats', 'aux_logits'], rngs={'dropout': rng})
+    if is_frozen is not None:
+      params = transfer.stop_frozen_gradients(params, is_frozen)
+    with transfer.frozen_in_eval_mode(is_frozen):
+      logits, mutated = model.apply(
+          {'params': params, 'batch_stats': batch_stats}, x, train=True,
+          mutable=['batch_stats', 'aux_logits'], rngs={'dropout': rng})
     loss = losses.softmax_cross_entropy(logits, labels, label_smoothing=label_smoothing)
     for (aux,) in mutated.get('aux_logits', {}).values():
       loss = loss + AUX_LOSS_WEIGHT * losses.softmax_cross_entropy(
@@ -83,6 +91,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       lr = schedule(state.step)
     params = optax.apply_updates(state.params, updates)
+    if is_frozen is not None:  # exact: adding a zero update could still flip -0.0
+      params = transfer.keep_frozen(state.params, params, is_frozen)
     metrics = {
         'loss': loss,
         'accuracy': metrics_lib.accuracy(logits, batch['label']),

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -65,3 +66,22 @@ def test_train_step_flops_from_xla_match_the_analytic_count(name):
     pytest.skip('this backend gives no XLA cost analysis')
   # XLA counts 2 FLOPs per multiply-add, plus elementwise work, minus taps in padding.
   assert 0.8 < flops / (2 * analytic) < 1.4, (flops, analytic)
+
+
+def test_activations_of_named_layers():
+  from cnn_jax.models.introspect import activations
+  from cnn_jax.ops import blocks
+  model = models.get_model('vgg11', include_top=False)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = model.init(jax.random.key(1), x)
+  out = activations(model, variables, x, ['conv2_1', 'conv1_1'])
+  assert list(out) == ['conv2_1', 'conv1_1']
+  np.testing.assert_allclose(out['conv1_1'], blocks.conv(variables['params']['conv1_1'], x),
+                             rtol=1e-5, atol=1e-5)
+  assert out['conv2_1'].shape == (2, 16, 16, 128)
+  assert model.apply(variables, x).shape == (2, 1, 1, 512)  # include_top=False: pool5 map
+  # Differentiable through the capture, as style transfer needs.
+  g = jax.grad(lambda x: jnp.sum(activations(model, variables, x, ['conv2_1'])['conv2_1']))(x)
+  assert g.shape == x.shape and float(jnp.abs(g).sum()) > 0
+  with pytest.raises(ValueError, match=r"no layer named \['conv9_9'\] in VGG"):
+    activations(model, variables, x, ['conv9_9'])

@@ -212,3 +212,41 @@ class SegmentationTest(chex.TestCase):
       metrics.pixel_accuracy(self.PRED, self.LABEL[0])
     with pytest.raises(ValueError, match='square'):
       metrics.iou_from_confusion_matrix(np.zeros((2, 3)))
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _auc_brute_force(scores, positive):
+  pos, neg = scores[positive], scores[~positive]
+  wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+  return wins / (len(pos) * len(neg))
+
+
+@hypothesis.given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=2,
+                           max_size=30))
+def test_roc_auc_equals_pairwise_count_with_ties(rows):
+  scores = np.array([r[0] for r in rows], np.float32)  # small ints: many ties
+  positive = np.array([r[1] for r in rows])
+  got = float(jax.jit(metrics.roc_auc)(scores, positive))
+  if positive.all() or not positive.any():
+    assert np.isnan(got)
+  else:
+    assert got == pytest.approx(_auc_brute_force(scores, positive), abs=1e-6)
+
+
+def test_roc_auc_hand_cases():
+  assert float(metrics.roc_auc(jnp.array([0.1, 0.4, 0.35, 0.8]),
+                               jnp.array([False, False, True, True]))) == 0.75
+  assert float(metrics.roc_auc(jnp.array([3.0, 2.0, 1.0]), jnp.array([True, False, False]))) == 1
+
+
+def test_best_threshold_and_accuracy():
+  d = jnp.array([0.1, 0.3, 0.2, 0.9, 0.25, 1.2])
+  same = jnp.array([True, True, False, False, True, False])
+  t, acc = jax.jit(metrics.best_threshold)(d, same)
+  # Thresholds 0.1 / 0.2 / 0.25 / 0.3 classify 4, 3, 4, 5 of 6 right: 0.3 is best.
+  assert float(t) == pytest.approx(0.3) and float(acc) == pytest.approx(5 / 6)
+  assert float(metrics.verification_accuracy(d, same, 0.1)) == pytest.approx(4 / 6)
+  with pytest.raises(ValueError, match=r'need scores \(N,\) and positive \(N,\)'):
+    metrics.best_threshold(d, same[:3])
