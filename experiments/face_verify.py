@@ -34,6 +34,7 @@ import optax
 
 from cnn_jax.data.dataset import ArrayDataset
 from cnn_jax.ops import losses, metrics
+from experiments.fit import fit
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -143,14 +144,13 @@ def embed(model, state, images: np.ndarray, batch: int = 500) -> np.ndarray:
 
 def train_embedding(cfg: Any, data: dict, workdir: pathlib.Path, *, quiet: bool):
   from cnn_jax.models.embedding import Embedding
-  from cnn_jax.train.logging import MetricWriter
   from cnn_jax.train.optim import kernel_mask
   from cnn_jax.train.state import create_train_state
   model = Embedding(backbone=cfg.backbone, dim=cfg.dim,
                     backbone_kwargs=cfg.backbone_kwargs.to_dict())
   schedule = optax.cosine_decay_schedule(cfg.lr, cfg.steps)
   tx = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=kernel_mask)
-  init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
+  init_key = jax.random.key(cfg.seed)
   shape = (1, *data['train'].images.shape[1:])
   state = jax.jit(lambda k: create_train_state(model, tx, k, shape))(init_key)
   step = make_train_step(model, tx, cfg)
@@ -160,25 +160,14 @@ def train_embedding(cfg: Any, data: dict, workdir: pathlib.Path, *, quiet: bool)
   if p > data['train'].num_classes:
     raise ValueError(f'identities_per_batch={p} exceeds the {data["train"].num_classes} '
                      'training identities; lower it.')
-  writer = MetricWriter(workdir, total_steps=cfg.steps, quiet=quiet)
-  window, t0 = [], time.perf_counter()
-  try:
-    for i in range(cfg.steps):
-      idx = pk_batch(labels, p, k, np.random.default_rng([cfg.seed, i]))
-      state, stats = step(state, images, jnp.asarray(idx), jnp.asarray(labels[idx]),
-                          jax.random.fold_in(step_key, i))
-      window.append(stats)
-      if (i + 1) % cfg.log_every == 0 or i + 1 == cfg.steps:
-        row = {key: float(np.mean([float(s[key]) for s in window])) for key in window[0]}
-        if not np.isfinite(row['loss']):
-          raise FloatingPointError(f'triplet loss became {row["loss"]} by step {i + 1}; lower '
-                                   '--config.lr.')
-        row['img_per_sec'] = len(window) * p * k / (time.perf_counter() - t0)
-        writer.write(i + 1, 'train', row)
-        writer.progress(i + 1, loss=row['loss'])
-        window, t0 = [], time.perf_counter()
-  finally:
-    writer.close()
+
+  def next_batch(i):
+    idx = pk_batch(labels, p, k, np.random.default_rng([cfg.seed, i]))
+    return jnp.asarray(idx), jnp.asarray(labels[idx])
+
+  state = fit(lambda st, batch, rng: step(st, images, *batch, rng), state, next_batch,
+              steps=cfg.steps, batch_size=p * k, workdir=workdir, seed=cfg.seed,
+              log_every=cfg.log_every, quiet=quiet)
   return model, state
 
 

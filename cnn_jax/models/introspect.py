@@ -10,6 +10,8 @@
   ``'einsum'`` (the latter is a ``dot_general`` over patches).
 * :func:`activations` returns the outputs of named layers for an input (style
   transfer's features, activation maps).
+* :func:`receptive_field` measures a layer's receptive field (size, stride,
+  offset) from the network itself: any architecture, padding and branches.
 * :func:`xla_flops` asks XLA's cost analysis of a compiled function, e.g. a
   whole train step, to cross-check the analytic count.
 """
@@ -24,6 +26,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jex_core
 
 from cnn_jax.nn.layers import BatchNorm, Block, Conv, Dense
@@ -174,6 +177,89 @@ def activations(model: nn.Module, variables: Any, x: jax.Array, names: Sequence[
     raise ValueError(f'no layer named {missing} in {type(model).__name__}; module paths look '
                      f'like {sorted(found)[:3] or list(variables.get("params", {}))[:5]}.')
   return {n: found[n] for n in names}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceptiveField:
+  """Where a layer's units look in the input (rows and columns separately).
+
+  Unit ``(i, j)`` sees input rows ``offset[0] + i * stride[0]`` up to
+  ``+ size[0] - 1`` (and likewise columns); a negative offset means the field
+  starts in the zero padding.
+  """
+  size: tuple[int, int]
+  stride: tuple[int, int]
+  offset: tuple[int, int]
+
+  def box(self, i: int, j: int, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(y0, x0, y1, x1)`` of unit ``(i, j)``'s field, clipped to the image (end exclusive)."""
+    y0, x0 = self.offset[0] + i * self.stride[0], self.offset[1] + j * self.stride[1]
+    return (max(y0, 0), max(x0, 0), min(y0 + self.size[0], image_hw[0]),
+            min(x0 + self.size[1], image_hw[1]))
+
+
+def _field_along(affected: np.ndarray, axis_name: str, layer: str) -> tuple[int, int, int]:
+  """``affected[y, v]``: input line y reaches output line v -> (size, stride, offset)."""
+  n_out = affected.shape[1]
+  spans = []
+  for v in (n_out // 2 - 1, n_out // 2):
+    lines = np.flatnonzero(affected[:, v])
+    if lines.size == 0 or lines[0] == 0 or lines[-1] == affected.shape[0] - 1:
+      raise ValueError(f'the receptive field of {layer!r} reaches the input border along '
+                       f'{axis_name}; pass a larger input_hw.')
+    spans.append((int(lines[0]), int(lines[-1])))
+  (a0, a1), (b0, b1) = spans
+  stride = b0 - a0
+  return a1 - a0 + 1, stride, a0 - (n_out // 2 - 1) * stride
+
+
+def receptive_field(model: nn.Module, variables: Any, layer: str, *,
+                    input_hw: tuple[int, int] = (64, 64), channels: int = 3,
+                    **call_kwargs: Any) -> ReceptiveField:
+  """The receptive field of layer ``layer``'s units, measured by NaN propagation.
+
+  A NaN in input row ``y`` turns the outputs that depend on row ``y`` into
+  NaN whatever the weights (``0 * NaN`` is NaN); a batched forward with one
+  marked row (and one with a marked column) per image gives, for two
+  neighbouring interior units, the first and last input line they see. A
+  second pass marks with ``+inf`` through all-positive parameters, because
+  XLA's max reductions can drop a NaN. Padding, strides, dilation, pooling,
+  residual branches and BatchNorm (inference mode) are all handled because
+  the network itself is run. (A tanh followed by max pooling could hide a
+  line from both passes; no zoo model has one.)
+
+  Args:
+    model, variables: a Linen model and its variables.
+    layer: a module path (see :func:`activations`) with a 4-D output.
+    input_hw: an input size large enough that interior units' fields do not
+      reach the border (a ValueError says so otherwise). Models with a fixed
+      input size (LeNet-5: 32) need exactly that size.
+    channels: input channels.
+  """
+  h, w = input_hw
+  # Two markers, unioned: NaN passes tanh/sigmoid and sums but XLA's vectorised
+  # max reductions may drop it; +inf with every parameter made positive
+  # (|p| + 1: a monotone network, no inf - inf) passes max pooling and ReLU.
+  positive = jax.tree.map(lambda p: jnp.abs(p) + 1 if jnp.issubdtype(p.dtype, jnp.floating)
+                          else p, variables)
+  reach = {}
+  for axis, n in (('rows', h), ('columns', w)):
+    marked = np.zeros((n, h, w, channels), np.float32)
+    idx = (np.arange(n), np.arange(n)) if axis == 'rows' else (np.arange(n), slice(None),
+                                                                np.arange(n))
+    hit = None
+    for value, params in ((np.nan, variables), (np.inf, positive)):
+      marked[idx] = value
+      out = np.asarray(activations(model, params, jnp.asarray(marked), [layer],
+                                   **call_kwargs)[layer])
+      if out.ndim != 4:
+        raise ValueError(f'layer {layer!r} has output shape {out.shape[1:]}, not a spatial map.')
+      bad = ~np.isfinite(out)
+      hit = bad if hit is None else hit | bad
+    reach[axis] = hit.any(axis=(2, 3)) if axis == 'rows' else hit.any(axis=(1, 3))
+  size_h, stride_h, off_h = _field_along(reach['rows'], 'rows', layer)
+  size_w, stride_w, off_w = _field_along(reach['columns'], 'columns', layer)
+  return ReceptiveField((size_h, size_w), (stride_h, stride_w), (off_h, off_w))
 
 
 def format_summary(rows: Sequence[LayerRow]) -> str:

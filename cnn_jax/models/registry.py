@@ -14,11 +14,13 @@ from typing import Any
 import flax.linen as nn
 
 from cnn_jax.models.alexnet import AlexNet
+from cnn_jax.models.fcn import FCN
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
 from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.vgg import VGG
+from cnn_jax.models.yolo import YOLO
 
 _MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     'lenet5': (LeNet5, {'variant': 'seed'}),
@@ -33,6 +35,8 @@ _MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
        for d in (20, 32, 44, 56, 110)},
     'googlenet': (GoogLeNet, {}),
     'simple_cnn': (SimpleCNN, {}),
+    'yolo': (YOLO, {}),
+    **{f'fcn{v}': (FCN, {'variant': v}) for v in ('32s', '16s', '8s')},
 }
 
 

@@ -33,13 +33,18 @@ IMAGENET_STAGES = {
 
 
 class ResNet(nn.Module):
-  """ImageNet ResNet. (N, 224, 224, 3) -> (N, num_classes) float32 logits."""
+  """ImageNet ResNet. (N, 224, 224, 3) -> (N, num_classes) float32 logits.
+
+  ``features_only=True`` returns ``{'layer1': ..., 'layer4': ...}``, each stage's
+  output (strides 4, 8, 16, 32), and has no ``fc`` (dense prediction heads).
+  """
   depth: int = 50
   num_classes: int = 1000
   width: int = 64
   conv_impl: str = 'lax'
   dtype: Any = None
   axis_name: str | None = None
+  features_only: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -51,6 +56,7 @@ class ResNet(nn.Module):
     x = cast(x, self.dtype)
     x = ConvBN(features=self.width, kernel_size=7, strides=2, name='stem', **common)(x, train)
     x = pool.max_pool(x, 3, stride=2, padding=1)
+    features = {}
     for i, n in enumerate(stages):
       for j in range(n):
         stride = 2 if i > 0 and j == 0 else 1
@@ -61,6 +67,9 @@ class ResNet(nn.Module):
         else:
           block = Bottleneck(width=self.width * 2**i, strides=stride, name=name, **common)
         x = block(x, train)
+      features[f'layer{i + 1}'] = x
+    if self.features_only:
+      return features
     x = pool.global_avg_pool(x)
     return Dense(self.num_classes, name='fc')(x).astype(jnp.float32)
 

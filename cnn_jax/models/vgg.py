@@ -57,6 +57,8 @@ class VGG(nn.Module):
     include_top: False drops the classifier (no fc params): the output is the
       last max pool's ``(N, H/32, W/32, 512)`` feature map, for any H, W >= 32
       (the style transfer feature extractor).
+    features_only: return ``{'pool1': ..., 'pool5': ...}``, every stage's
+      pooled output (strides 2 to 32), without the classifier.
 
   Convs are named ``conv{stage}_{i}`` (and ``bn{stage}_{i}``), counting from 1.
   """
@@ -68,12 +70,14 @@ class VGG(nn.Module):
   dtype: Any = None
   axis_name: str | None = None  # set under pmap: BatchNorm statistics over devices
   include_top: bool = True
+  features_only: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     if self.depth not in STAGES:
       raise ValueError(f'unknown VGG depth {self.depth}; choose one of {tuple(STAGES)}.')
     x = cast(x, self.dtype)
+    taps = {}
     for s, widths in enumerate(STAGES[self.depth], 1):
       for i, features in enumerate(widths, 1):
         x = Conv(features, 3, conv_impl=self.conv_impl, name=f'conv{s}_{i}')(x)
@@ -81,6 +85,9 @@ class VGG(nn.Module):
           x = BatchNorm(axis_name=self.axis_name, name=f'bn{s}_{i}')(x, train)
         x = jax.nn.relu(x)
       x = pool.max_pool(x, 2)
+      taps[f'pool{s}'] = x
+    if self.features_only:
+      return taps
     if not self.include_top:
       return x
     x = pool.adaptive_avg_pool(x, 7)

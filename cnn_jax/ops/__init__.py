@@ -4,6 +4,8 @@ Import the submodules (``from cnn_jax.ops import conv``) or use the flat names
 re-exported here (``cnn_jax.ops.conv2d``).
 """
 
+from cnn_jax.ops.boxes import (average_precision, box_iou, centers_to_corners,
+                               corners_to_centers, detect, nms, yolo_decode, yolo_encode)
 from cnn_jax.ops.conv import (conv2d, conv2d_einsum, conv_transpose2d, convolve2d,
                               extract_patches, flip_kernel)
 from cnn_jax.ops.cost import (ConvCost, conv_cost, conv_multiplies, conv_params,
@@ -13,9 +15,10 @@ from cnn_jax.ops.losses import (batch_hard_indices, batch_triplet_loss, content_
                                 contrastive_loss, gram_matrix, pairwise_features,
                                 pairwise_sq_distances, sigmoid_binary_cross_entropy,
                                 softmax_cross_entropy, style_layer_loss, style_loss,
-                                total_variation, triplet_loss)
+                                total_variation, triplet_loss, yolo_loss)
 from cnn_jax.ops.metrics import (accuracy, confusion_matrix, iou_from_confusion_matrix,
-                                 mean_iou, pixel_accuracy, top_k_accuracy)
+                                 mean_iou, pixel_accuracy, roc_auc, top_k_accuracy,
+                                 best_threshold, verification_accuracy)
 from cnn_jax.ops.pool import (adaptive_avg_pool, avg_pool, global_avg_pool, global_max_pool,
                               lp_pool, max_pool)
 from cnn_jax.ops.shapes import conv_output_size, normalize_padding, same_padding

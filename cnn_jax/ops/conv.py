@@ -20,6 +20,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cnn_jax.ops import shapes
@@ -236,3 +237,41 @@ def conv_transpose2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
   if b is not None:
     y = y + b.astype(y.dtype)
   return y
+
+
+def bilinear_kernel(factor: int, channels: int, dtype=jnp.float32) -> jax.Array:
+  """FCN's upsampling initialisation: ``(2f, 2f, C, C)``, bilinear on the diagonal.
+
+  Each channel is upsampled independently (zero weights across channels).
+  """
+  if factor < 1 or channels < 1:
+    raise ValueError(f'factor and channels must be positive, got {factor} and {channels}.')
+  k = 2 * factor
+  taps = 1.0 - np.abs(np.arange(k) - (factor - 0.5)) / factor
+  w = np.zeros((k, k, channels, channels), np.float32)
+  w[:, :, np.arange(channels), np.arange(channels)] = np.outer(taps, taps)[:, :, None]
+  return jnp.asarray(w, dtype)
+
+
+def upsample_transposed(x: jax.Array, w: jax.Array, factor: int, b: jax.Array | None = None,
+                        *, impl: Impl = 'lax') -> jax.Array:
+  """Learnable ``factor``x upsampling by a transposed conv: (N, H, W, C) -> (N, fH, fW, C_out).
+
+  The input is edge-padded by one pixel and the output cropped back, so that
+  with ``w = bilinear_kernel(factor, C)`` the result is exactly bilinear
+  interpolation with half-pixel centres and clamped edges (as
+  ``jax.image.resize(..., 'bilinear')``) everywhere, borders included: a
+  constant map stays that constant.
+
+  Args:
+    x: (N, H, W, C).
+    w: (2 factor, 2 factor, C, C_out).
+    factor: the integer scale.
+    b: optional (C_out,) bias.
+  """
+  if w.shape[:2] != (2 * factor, 2 * factor):
+    raise ValueError(f'upsampling by {factor} needs a ({2 * factor}, {2 * factor}, C, C_out) '
+                     f'kernel, got {w.shape}.')
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='edge')
+  y = conv_transpose2d(padded, w, b, stride=factor, padding='SAME', impl=impl)
+  return y[:, factor:-factor, factor:-factor, :]

@@ -482,3 +482,44 @@ def total_variation(x: Array, p: int = 1) -> Array:
   penalty = jnp.abs if p == 1 else jnp.square
   axes = (-3, -2, -1)
   return jnp.sum(penalty(dh), axis=axes) + jnp.sum(penalty(dw), axis=axes)
+
+
+# ----------------------------------------------------------------------------
+# YOLO detection loss.
+# ----------------------------------------------------------------------------
+
+
+def yolo_loss(output: Array, target: Array, *, coord_weight: float = 5.0,
+              noobj_weight: float = 0.5) -> tuple[Array, dict[str, Array]]:
+  """YOLO loss over ``(N, S, S, B, 5 + C)`` raw outputs and encoded targets.
+
+  Per slot, with ``1obj`` the target's objectness (see
+  :func:`cnn_jax.ops.boxes.yolo_encode`):
+
+  * objectness: binary cross entropy of ``sigmoid(out[0])``, weighted 1 where
+    an object is and ``noobj_weight`` elsewhere (most slots are empty);
+  * box: ``coord_weight * 1obj * (|sigmoid(out[1:3]) - t[1:3]|^2 + |out[3:5] - t[3:5]|^2)``
+    (cell offsets and log size ratios);
+  * class: ``1obj *`` softmax cross entropy of ``out[5:]``.
+
+  Summed over slots, averaged over images.
+
+  Returns:
+    ``(total, parts)`` with parts ``obj``, ``noobj``, ``box``, ``cls``.
+  """
+  output, target = jnp.asarray(output), jnp.asarray(target)
+  if output.shape != target.shape or output.ndim != 5 or output.shape[-1] < 6:
+    raise ValueError(f'output and target must both be (N, S, S, B, 5 + C), got {output.shape} '
+                     f'and {target.shape}.')
+  obj = target[..., 0]
+  bce = sigmoid_binary_cross_entropy(output[..., 0], obj, reduction='none')
+  box = (jnp.sum(jnp.square(jax.nn.sigmoid(output[..., 1:3]) - target[..., 1:3]), -1) +
+         jnp.sum(jnp.square(output[..., 3:5] - target[..., 3:5]), -1))
+  cls = -jnp.sum(target[..., 5:] * jax.nn.log_softmax(output[..., 5:], axis=-1), -1)
+  n = output.shape[0]
+  parts = {'obj': jnp.sum(obj * bce) / n,
+           'noobj': noobj_weight * jnp.sum((1.0 - obj) * bce) / n,
+           'box': coord_weight * jnp.sum(obj * box) / n,
+           'cls': jnp.sum(obj * cls) / n}
+  return sum(parts.values()), parts
+

@@ -85,3 +85,30 @@ def test_activations_of_named_layers():
   assert g.shape == x.shape and float(jnp.abs(g).sum()) > 0
   with pytest.raises(ValueError, match=r"no layer named \['conv9_9'\] in VGG"):
     activations(model, variables, x, ['conv9_9'])
+
+
+def test_receptive_field_hand_values():
+  from cnn_jax.models.introspect import receptive_field
+  lenet = models.get_model('lenet5')
+  v = lenet.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  # conv1: 5x5. conv2 after a 2x2 pool: 5 + (2 - 1) * 1 + (5 - 1) * 2 = 14, stride 2.
+  assert receptive_field(lenet, v, 'conv1', input_hw=(32, 32)) == S.ReceptiveField(
+      (5, 5), (1, 1), (0, 0))
+  assert receptive_field(lenet, v, 'conv2', input_hw=(32, 32)) == S.ReceptiveField(
+      (14, 14), (2, 2), (0, 0))
+  classic = models.get_model('lenet5_classic')  # tanh + average pooling: same field
+  vc = classic.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+  assert receptive_field(classic, vc, 'conv2', input_hw=(32, 32), channels=1).size == (14, 14)
+  # ResNet-20, stage 1: stem 3x3 then 3 blocks of two 3x3 convs: 3 + 6 * 2 = 15 (padding 7).
+  # stage2_0: a stride-2 3x3 (+2) then a 3x3 at stride 2 (+4): 21, stride 2.
+  r20 = models.get_model('cifar_resnet20')
+  v = r20.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  assert receptive_field(r20, v, 'stage1_2', input_hw=(64, 64)) == S.ReceptiveField(
+      (15, 15), (1, 1), (-7, -7))
+  assert receptive_field(r20, v, 'stage2_0', input_hw=(64, 64)) == S.ReceptiveField(
+      (21, 21), (2, 2), (-10, -10))
+  field = S.ReceptiveField((21, 21), (2, 2), (-10, -10))
+  assert field.box(0, 0, (32, 32)) == (0, 0, 11, 11) and field.box(8, 8, (32, 32)) == (
+      6, 6, 27, 27)
+  with pytest.raises(ValueError, match='reaches the input border'):
+    receptive_field(r20, v, 'stage3_2', input_hw=(32, 32))

@@ -4,9 +4,18 @@ import pytest
 
 from cnn_jax.train import config as config_lib
 
-# Training configs (for cnn_jax.main); the other experiments' configs have their own tests.
-CONFIGS = sorted(p for p in config_lib.CONFIG_DIR.glob('*.py')
-                 if p.stem not in ('style_transfer', 'face_verify'))
+# Configs of experiments with their own scripts (not cnn_jax.main's schema).
+SCRIPT_CONFIGS = ('style_transfer', 'face_verify', 'detect', 'segment')
+CONFIGS = sorted(p for p in config_lib.CONFIG_DIR.glob('*.py') if p.stem not in SCRIPT_CONFIGS)
+
+
+@pytest.mark.parametrize('name', SCRIPT_CONFIGS)
+def test_script_configs_load_and_reject_unknown_args(name):
+  cfg = config_lib.load_config(name)
+  assert cfg.seed == 0 and cfg.steps > 0
+  assert config_lib.load_config(name, 'steps=3').steps == 3
+  with pytest.raises(ValueError, match="bad config argument 'stepz=3'"):
+    config_lib.load_config(name, 'stepz=3')
 
 
 def test_parse_arg_types_and_errors():
