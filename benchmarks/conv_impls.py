@@ -1,8 +1,10 @@
 """lax vs from-scratch einsum convolution, forward and forward+backward.
 
-Times both implementations of ``cnn_jax.ops.conv2d`` side by side in one run on
+Times every implementation of ``cnn_jax.ops.conv2d`` side by side in one run on
 the 3x3 and 1x1 convolutions of ResNet-20 (CIFAR) and ResNet-50 (ImageNet),
-and reports the einsum / lax time ratio and achieved TFLOP/s (analytic FLOPs:
+and reports the time ratio of each from-scratch implementation to lax
+(``einsum``: stacked patches, one contraction; ``einsum_shifted``: one
+contraction per kernel tap, summed) and achieved TFLOP/s (analytic FLOPs:
 2 x multiplies forward, 3 x that for forward+backward).
 
   python -m benchmarks.conv_impls                         # CPU-sized defaults
@@ -40,6 +42,11 @@ SHAPES = {
 }
 
 
+# lax, and the from-scratch ones: 'einsum' (patches, one contraction) and
+# 'einsum_shifted' (one contraction per kernel tap, summed; no patch tensor).
+CANDIDATES = conv.IMPLS
+
+
 def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, dtype):
   kx, kw, kc = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (batch, hw, hw, c_in), dtype)
@@ -48,7 +55,7 @@ def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, d
   ct = jax.random.normal(kc, (batch, -(-hw // stride), -(-hw // stride), c_out), dtype)
 
   progs = {}
-  for impl in conv.IMPLS:
+  for impl in CANDIDATES:
     f = functools.partial(conv.conv2d, stride=stride, padding='SAME', impl=impl)
     fwd = jax.jit(f)
     fwd_bwd = jax.jit(lambda x, w, ct, f=f: jax.vjp(f, x, w)[1](ct))
@@ -67,20 +74,22 @@ def run(args) -> dict:
       fwd_flops = 2 * c.multiplies * args.batch
       progs = _programs(args.batch, hw, c_in, c_out, k, stride, dtype)
       for mode, flops in (('fwd', fwd_flops), ('fwd+bwd', 3 * fwd_flops)):
-        t = timer.time_interleaved({impl: progs[(mode, impl)] for impl in conv.IMPLS},
+        t = timer.time_interleaved({impl: progs[(mode, impl)] for impl in CANDIDATES},
                                    repeats=args.repeats, warmup=2)
         row = dict(shape=name, dtype=dtype_name, mode=mode, batch=args.batch,
                    input=[args.batch, hw, hw, c_in], kernel=[k, k, c_in, c_out], stride=stride,
-                   ratio_einsum_over_lax=t['einsum']['median_s'] / t['lax']['median_s'])
-        for impl in conv.IMPLS:
+                   **{f'ratio_{impl}_over_lax': t[impl]['median_s'] / t['lax']['median_s']
+                      for impl in CANDIDATES[1:]})
+        for impl in CANDIDATES:
           row[f'{impl}_ms'] = 1e3 * t[impl]['median_s']
           row[f'{impl}_tflops'] = flops / t[impl]['median_s'] / 1e12
           row[f'{impl}_compile_s'] = t[impl]['compile_s']
         rows.append(row)
-        print(f"{name:20s} {dtype_name:9s} {mode:8s} lax {row['lax_ms']:9.3f} ms "
-              f"({row['lax_tflops']:6.3f} TF/s)  einsum {row['einsum_ms']:9.3f} ms "
-              f"({row['einsum_tflops']:6.3f} TF/s)  einsum/lax {row['ratio_einsum_over_lax']:5.2f}",
-              flush=True)
+        print(f"{name:20s} {dtype_name:9s} {mode:8s} " + '  '.join(
+            f"{impl} {row[f'{impl}_ms']:8.3f} ms ({row[f'{impl}_tflops']:.3f} TF/s)"
+            for impl in CANDIDATES) + '  ' + '  '.join(
+            f"{impl}/lax {row[f'ratio_{impl}_over_lax']:5.2f}" for impl in CANDIDATES[1:]),
+            flush=True)
   return {'benchmark': 'conv_impls', 'environment': timer.environment(), 'rows': rows}
 
 

@@ -7,7 +7,8 @@ why this runs at import time of the conftest (pytest imports it first).
 import os
 import pathlib
 
-os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Forced, not defaulted: a shell exporting JAX_PLATFORMS=cuda must not move the suite.
+os.environ['JAX_PLATFORMS'] = 'cpu'
 # Multi-device tests (data parallel, pmap) need several CPU devices; the rest
 # of the suite only ever uses device 0.
 if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
@@ -19,6 +20,8 @@ import jax  # noqa: E402
 
 _CACHE = pathlib.Path(os.environ.get(
     'CNN_JAX_TEST_CACHE', pathlib.Path(__file__).resolve().parents[1] / '.cache' / 'jax-tests'))
+# Decoded image-folder caches of the tests' own tiny folders stay out of ~/.cache.
+os.environ.setdefault('CNN_JAX_CACHE', str(_CACHE.parent / 'cnn-jax-tests'))
 
 jax.config.update('jax_numpy_dtype_promotion', 'strict')
 jax.config.update('jax_compilation_cache_dir', str(_CACHE))

@@ -4,13 +4,16 @@ Conventions: activations NHWC, kernels HWIO ``(kh, kw, C_in // groups, C_out)``.
 ``conv2d`` is what deep learning calls convolution, i.e. cross-correlation;
 ``convolve2d`` is the mathematical convolution (kernel flipped in space).
 
-The einsum implementation (``impl='einsum'``) never touches a convolution
-primitive (``conv_general_dilated_patches`` included): it pads with
-``lax.pad``, gathers the ``kh * kw`` shifted, strided views of the input with
-plain slicing, stacks them into patches and contracts patches with the kernel
-in a single ``jnp.einsum``. It supports the same stride, padding, dilation and
-groups as the lax path, and autodiff gives its gradients (slices transpose to
-pads, the einsum to einsums), so forward and backward match the lax version.
+The from-scratch implementations never touch a convolution primitive
+(``conv_general_dilated_patches`` included): they pad with ``lax.pad`` and
+gather the ``kh * kw`` shifted, strided views of the input with plain slicing.
+``impl='einsum'`` stacks the views into patches and contracts them with the
+kernel in a single ``jnp.einsum`` (im2col); ``impl='einsum_shifted'`` contracts
+each view with its kernel tap and sums the ``kh * kw`` products, so no patch
+tensor (``kh * kw`` times the input) is ever materialised. Both support the
+same stride, padding, dilation and groups as the lax path, and autodiff gives
+their gradients (slices transpose to pads, einsums to einsums), so forward and
+backward match the lax version.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from jax import lax
 from cnn_jax.ops import shapes
 from cnn_jax.ops.shapes import Padding
 
-Impl = Literal['lax', 'einsum']
-IMPLS: tuple[str, ...] = ('lax', 'einsum')
+Impl = Literal['lax', 'einsum', 'einsum_shifted']
+IMPLS: tuple[str, ...] = ('lax', 'einsum', 'einsum_shifted')
+# conv2d's impl name -> conv2d_einsum's strategy.
+_EINSUM_IMPLS = {'einsum': 'patches', 'einsum_shifted': 'shifted_sum'}
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -70,6 +75,23 @@ def _geometry(x: jax.Array, w: jax.Array, stride, padding, dilation):
   return strides, dilations, pads, out_hw
 
 
+def _taps(x: jax.Array, kernel_hw: Sequence[int], stride, padding: Padding,
+          dilation) -> list[list[jax.Array]]:
+  """``taps[p][q]``: the (N, H_out, W_out, C) input pixels under kernel tap (p, q)."""
+  kh, kw = shapes.pair(tuple(kernel_hw), 'kernel_hw')
+  strides = shapes.pair(stride, 'stride')
+  dilations = shapes.pair(dilation, 'dilation')
+  pads = shapes.normalize_padding(padding, x.shape[1:3], (kh, kw), strides, dilations)
+  h_out, w_out = shapes.conv_output_hw(x.shape[1:3], (kh, kw), strides, pads, dilations)
+  zero = jnp.zeros((), x.dtype)
+  xp = lax.pad(x, zero, ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+  (sh, sw), (dh, dw) = strides, dilations
+  return [[lax.slice(xp, (0, p * dh, q * dw, 0),
+                     (xp.shape[0], p * dh + (h_out - 1) * sh + 1,
+                      q * dw + (w_out - 1) * sw + 1, xp.shape[3]), (1, sh, sw, 1))
+           for q in range(kw)] for p in range(kh)]
+
+
 def extract_patches(x: jax.Array, kernel_hw: Sequence[int], *, stride=1,
                     padding: Padding = 'VALID', dilation=1) -> jax.Array:
   """Every receptive field of ``x``, built from strided slices (no conv primitive).
@@ -83,36 +105,41 @@ def extract_patches(x: jax.Array, kernel_hw: Sequence[int], *, stride=1,
     (N, H_out, W_out, kh, kw, C): ``patches[n, i, j, p, q]`` is the input pixel
     under kernel tap ``(p, q)`` of the window at output position ``(i, j)``.
   """
-  kh, kw = shapes.pair(tuple(kernel_hw), 'kernel_hw')
-  strides = shapes.pair(stride, 'stride')
-  dilations = shapes.pair(dilation, 'dilation')
-  pads = shapes.normalize_padding(padding, x.shape[1:3], (kh, kw), strides, dilations)
-  h_out, w_out = shapes.conv_output_hw(x.shape[1:3], (kh, kw), strides, pads, dilations)
-  zero = jnp.zeros((), x.dtype)
-  xp = lax.pad(x, zero, ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
-  (sh, sw), (dh, dw) = strides, dilations
-  rows = []
-  for p in range(kh):
-    cols = []
-    for q in range(kw):
-      top, left = p * dh, q * dw
-      cols.append(lax.slice(
-          xp, (0, top, left, 0),
-          (xp.shape[0], top + (h_out - 1) * sh + 1, left + (w_out - 1) * sw + 1, xp.shape[3]),
-          (1, sh, sw, 1)))
-    rows.append(jnp.stack(cols, axis=3))
-  return jnp.stack(rows, axis=3)
+  taps = _taps(x, kernel_hw, stride, padding, dilation)
+  return jnp.stack([jnp.stack(row, axis=3) for row in taps], axis=3)
+
+
+EINSUM_STRATEGIES = ('patches', 'shifted_sum')
 
 
 def conv2d_einsum(x: jax.Array, w: jax.Array, *, stride=1, padding: Padding = 'VALID',
-                  dilation=1, groups: int = 1, precision=None) -> jax.Array:
-  """From-scratch cross-correlation: patches from slicing, then one einsum.
+                  dilation=1, groups: int = 1, precision=None,
+                  strategy: str = 'patches') -> jax.Array:
+  """From-scratch cross-correlation from strided slices and einsums (no conv primitive).
 
-  Shapes as in ``conv2d``. Grouped convolutions split the channel axis of both
-  the patches and the kernel into ``(groups, C // groups)`` and contract inside
-  each group (``groups == C_in`` is a depthwise convolution).
+  ``strategy='patches'`` stacks the ``kh * kw`` shifted views into patches
+  ``(N, H', W', kh, kw, C)`` and contracts them with the kernel in one einsum;
+  ``'shifted_sum'`` contracts each view with its kernel tap and sums the
+  ``kh * kw`` products (no patch tensor is materialised). Grouped
+  convolutions split the channel axis into ``(groups, C // groups)`` and
+  contract inside each group (``groups == C_in`` is depthwise).
   """
+  if strategy not in EINSUM_STRATEGIES:
+    raise ValueError(f'unknown einsum strategy {strategy!r}; choose one of '
+                     f'{EINSUM_STRATEGIES}.')
+  _check_operands('conv2d_einsum', x, w, None, groups)
   kh, kw, c_in_g, c_out = w.shape
+  if strategy == 'shifted_sum':
+    taps = _taps(x, (kh, kw), stride, padding, dilation)
+    n, h_out, w_out, _ = taps[0][0].shape
+    wg = w.reshape(kh, kw, c_in_g, groups, c_out // groups)
+    y = None
+    for p in range(kh):
+      for q in range(kw):
+        t = taps[p][q].reshape(n, h_out, w_out, groups, c_in_g)
+        term = jnp.einsum('nhwgc,cgo->nhwgo', t, wg[p, q], precision=precision)
+        y = term if y is None else y + term
+    return y.reshape(n, h_out, w_out, c_out)
   patches = extract_patches(x, (kh, kw), stride=stride, padding=padding, dilation=dilation)
   n, h_out, w_out = patches.shape[:3]
   if groups == 1:
@@ -137,7 +164,8 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     padding: 'VALID', 'SAME' (TF-style), int p, (lo, hi) or ((t, b), (l, r)).
     dilation: kernel (atrous) dilation, int or pair.
     groups: feature groups; ``groups == C_in`` is depthwise.
-    impl: 'lax' (``lax.conv_general_dilated``) or 'einsum' (from scratch).
+    impl: 'lax' (``lax.conv_general_dilated``), or from scratch: 'einsum'
+      (patches, one contraction) or 'einsum_shifted' (sum of per-tap contractions).
     precision: passed to the contraction (e.g. ``lax.Precision.HIGHEST`` to
       avoid TF32 on GPU when comparing implementations).
 
@@ -153,7 +181,7 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
         dimension_numbers=_DIMENSION_NUMBERS, feature_group_count=groups, precision=precision)
   else:
     y = conv2d_einsum(x, w, stride=strides, padding=pads, dilation=dilations, groups=groups,
-                      precision=precision)
+                      precision=precision, strategy=_EINSUM_IMPLS[impl])
   if b is not None:
     y = y + b.astype(y.dtype)
   return y
@@ -233,7 +261,8 @@ def conv_transpose2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     zero = jnp.zeros((), x.dtype)
     xd = lax.pad(x, zero, ((0, 0, 0), (*pads[0], strides[0] - 1),
                            (*pads[1], strides[1] - 1), (0, 0, 0)))
-    y = conv2d_einsum(xd, wf, dilation=dilations, precision=precision)
+    y = conv2d_einsum(xd, wf, dilation=dilations, precision=precision,
+                      strategy=_EINSUM_IMPLS[impl])
   if b is not None:
     y = y + b.astype(y.dtype)
   return y

@@ -132,8 +132,13 @@ def conv_output_size(n: int, f: int, stride: int = 1, padding: Padding = 0,
   ``'SAME'`` gives ``ceil(n / s)``.
 
   Raises:
-    ValueError: if the window does not fit, i.e. the output would be empty.
+    ValueError: if a size, stride or dilation is not positive, or the window
+      does not fit, i.e. the output would be empty.
   """
+  for name, value in (('input size n', n), ('kernel size f', f), ('stride', stride),
+                      ('dilation', dilation)):
+    if value < 1:
+      raise ValueError(f'conv_output_size: {name} must be at least 1, got {value}.')
   if isinstance(padding, str) and padding.upper() == 'SAME':
     return -(-n // stride)
   if isinstance(padding, str):

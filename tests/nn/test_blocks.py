@@ -156,3 +156,15 @@ def test_conv_and_dense_wrappers():
   np.testing.assert_allclose(dense.apply(vd, jnp.ones((5, 7))),
                              jnp.ones((5, 7)) @ vd['params']['kernel'] + vd['params']['bias'],
                              atol=1e-6)
+
+
+def test_bottleneck_strides_on_the_3x3_as_resnet_v1_5():
+  params, state = blocks.bottleneck_block_init(jax.random.key(0), 16, 8, stride=2)
+  x = jnp.zeros((1, 8, 8, 16))
+  jaxpr = jax.make_jaxpr(lambda x: blocks.bottleneck_block(params, state, x, train=False,
+                                                           stride=2))(x)
+  convs = [(e.invars[1].aval.shape[:2], e.outvars[0].aval.shape)
+           for e in jaxpr.jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
+  # conv1 1x1 keeps 8x8, conv2 3x3 halves it, conv3 1x1 and the 1x1 projection at 4x4.
+  assert convs == [((1, 1), (1, 8, 8, 8)), ((3, 3), (1, 4, 4, 8)), ((1, 1), (1, 4, 4, 32)),
+                   ((1, 1), (1, 4, 4, 32))]

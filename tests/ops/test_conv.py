@@ -61,22 +61,23 @@ def test_einsum_matches_lax_forward_and_gradients(case):
 
   out = both(x, w)
   (gx_lax, gw_lax), y_lax = out['lax']
-  (gx_ein, gw_ein), y_ein = out['einsum']
-  chex.assert_equal_shape([y_lax, y_ein])
   expected_hw = shapes.conv_output_hw(
       x.shape[1:3], w.shape[:2], kwargs['stride'],
       shapes.normalize_padding(kwargs['padding'], x.shape[1:3], w.shape[:2],
                                kwargs['stride'], kwargs['dilation']), kwargs['dilation'])
   assert y_lax.shape == (x.shape[0], *expected_hw, w.shape[-1])
-  np.testing.assert_allclose(y_ein, y_lax, atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(gx_ein, gx_lax, atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(gw_ein, gw_lax, atol=1e-5, rtol=1e-5)
+  for impl in conv.IMPLS[1:]:  # every from-scratch impl against lax
+    (gx_ein, gw_ein), y_ein = out[impl]
+    chex.assert_equal_shape([y_lax, y_ein])
+    np.testing.assert_allclose(y_ein, y_lax, atol=1e-5, rtol=1e-5, err_msg=impl)
+    np.testing.assert_allclose(gx_ein, gx_lax, atol=1e-5, rtol=1e-5, err_msg=impl)
+    np.testing.assert_allclose(gw_ein, gw_lax, atol=1e-5, rtol=1e-5, err_msg=impl)
 
 
 class ConvVariantsTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.product(impl=['lax', 'einsum'])
+  @parameterized.product(impl=conv.IMPLS)
   def test_scipy_correlate_and_convolve(self, impl):
     rng = np.random.default_rng(0)
     img, ker = rng.normal(size=(7, 9)).astype(np.float32), rng.normal(size=(3, 4)).astype(
@@ -90,7 +91,7 @@ class ConvVariantsTest(chex.TestCase):
                                atol=1e-5)
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.product(impl=['lax', 'einsum'], stride=[1, 2], padding=['SAME', 'VALID', 1])
+  @parameterized.product(impl=conv.IMPLS, stride=[1, 2], padding=['SAME', 'VALID', 1])
   def test_transpose_is_adjoint_of_conv(self, impl, stride, padding):
     x = _rand(0, (2, 5, 6, 3))
     w = _rand(1, (3, 3, 3, 4))  # (kh, kw, C_in of the transpose, C_out of the transpose)
@@ -152,9 +153,10 @@ def test_bias_and_bfloat16(impl):
   np.testing.assert_allclose(y16.astype(jnp.float32), conv.conv2d(x, w), atol=0.25, rtol=0.05)
 
 
-def test_einsum_gradients_numerically():
+@pytest.mark.parametrize('impl', conv.IMPLS[1:])
+def test_einsum_gradients_numerically(impl):
   x, w = _rand(0, (1, 5, 5, 2)), _rand(1, (2, 3, 1, 4))
-  f = lambda x, w: conv.conv2d(x, w, stride=2, padding='SAME', groups=2, impl='einsum')
+  f = lambda x, w: conv.conv2d(x, w, stride=2, padding='SAME', groups=2, impl=impl)
   jax.test_util.check_grads(f, (x, w), order=1, modes=('rev', 'fwd'), atol=1e-2, rtol=1e-2)
 
 
@@ -184,6 +186,15 @@ def test_conv_output_size(n, f, s, p, expected):
 def test_conv_output_size_error_names_numbers():
   with pytest.raises(ValueError, match=r'size 5 .*input size 3.*output size would be -1'):
     shapes.conv_output_size(3, 5, 1, 0)
+  with pytest.raises(ValueError, match=r'stride must be at least 1, got 0'):
+    shapes.conv_output_size(5, 3, 0, 0)
+  with pytest.raises(ValueError, match=r'input size n must be at least 1, got 0'):
+    shapes.conv_output_size(0, 3, 1, 'SAME')
+
+
+def test_conv2d_einsum_checks_operands_itself():
+  with pytest.raises(ValueError, match=r'conv2d_einsum: input has 5 channels.*expects 3'):
+    conv.conv2d_einsum(jnp.zeros((1, 8, 8, 5)), jnp.zeros((3, 3, 3, 4)))
 
 
 @pytest.mark.parametrize('n,f,s,d', [(5, 3, 1, 1), (5, 3, 2, 1), (8, 4, 3, 1), (7, 3, 1, 2),
@@ -218,17 +229,24 @@ def test_bad_input_errors(impl):
 
 
 def test_unknown_impl():
-  with pytest.raises(ValueError, match=r"unknown conv impl 'fft'.*'lax', 'einsum'"):
+  with pytest.raises(ValueError,
+                     match=r"unknown conv impl 'fft'.*'lax', 'einsum', 'einsum_shifted'"):
     conv.conv2d(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 3, 4)), impl='fft')
 
 
-def test_einsum_path_has_no_conv_primitive():
+@pytest.mark.parametrize('impl', conv.IMPLS[1:])
+def test_einsum_path_has_no_conv_primitive(impl):
   x, w = _rand(0, (1, 6, 6, 4)), _rand(1, (3, 3, 2, 4))
-  fn = lambda x, w: conv.conv2d(x, w, stride=2, padding='SAME', groups=2, impl='einsum')
+  fn = lambda x, w: conv.conv2d(x, w, stride=2, padding='SAME', groups=2, impl=impl)
   for jaxpr in (jax.make_jaxpr(fn)(x, w), jax.make_jaxpr(jax.grad(
       lambda x, w: fn(x, w).sum(), argnums=(0, 1)))(x, w),
                 jax.make_jaxpr(lambda x, w: conv.conv_transpose2d(
-                    x, jnp.swapaxes(w, 2, 3)[..., :2], stride=2, impl='einsum'))(x, w)):
+                    x, jnp.swapaxes(w, 2, 3)[..., :2], stride=2, impl=impl))(x, w)):
     assert 'conv_general_dilated' not in str(jaxpr)
   assert 'conv_general_dilated' in str(jax.make_jaxpr(
       lambda x, w: conv.conv2d(x, w, groups=2))(x, w))
+
+
+def test_unknown_einsum_strategy():
+  with pytest.raises(ValueError, match="unknown einsum strategy 'im2col'"):
+    conv.conv2d_einsum(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), strategy='im2col')

@@ -16,6 +16,11 @@ class TestParams:
 
   def test_layer_of_20_filters_has_560_parameters(self):
     assert cost.conv_params(3, 3, 3, 20) == 560
+    # ... and a real layer of the library holds exactly that many numbers.
+    import jax
+    from cnn_jax.ops import blocks
+    layer = blocks.conv_init(jax.random.key(0), 3, 3, 20, bias=True)
+    assert sum(a.size for a in jax.tree.leaves(layer)) == 560
 
   def test_no_bias(self):
     assert cost.conv_params(3, 3, 3, 20, bias=False) == 540

@@ -304,6 +304,18 @@ class TripletTest(chex.TestCase):
                         zip(range(5), [2, 2, 0, 4, 3], [3, 3, 4, 1, 1])])
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
+  def test_semi_hard_on_hand_made_batch(self):
+    # 1-D embeddings; squared distances, margin 0.5.
+    emb = np.array([[0.0], [1.0], [1.5], [4.0]], np.float32)
+    labels = np.array([0, 0, 1, 1], np.int32)
+    # Positive pairs and their semi-hard negative (nearest with d_an > d_ap, else farthest):
+    # (0,1): d_ap 1;  negatives 2 (2.25), 3 (16) -> 2: hinge(1 - 2.25 + .5)  = 0
+    # (1,0): d_ap 1;  negatives 2 (0.25), 3 (9)  -> 3: hinge(1 - 9 + .5)     = 0
+    # (2,3): d_ap 6.25; negatives 0 (2.25), 1 (0.25): none farther -> 0: hinge(6.25 - 2.25 + .5) = 4.5
+    # (3,2): d_ap 6.25; negatives 0 (16), 1 (9) -> 1: hinge(6.25 - 9 + .5)  = 0
+    loss = _JIT_MINING['semi_hard'](emb, labels)
+    np.testing.assert_allclose(loss, 4.5 / 4, rtol=1e-6)
+
   @hypothesis.given(seed=st.integers(0, 2**31 - 1), mining=st.sampled_from(losses.MINING))
   def test_mining_matches_brute_force(self, seed, mining):
     rng = np.random.default_rng(seed)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from cnn_jax.ops import pool
+from cnn_jax.ops import pool, shapes
 
 
 def _ref_pads(padding, in_hw, window, stride):
@@ -135,6 +135,45 @@ class MaxPoolTest(chex.TestCase):
         win = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2, :]
         is_max = win == win.max(axis=(1, 2), keepdims=True)
         want[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2, :] = is_max * g[:, i:i + 1, j:j + 1, :]
+    np.testing.assert_array_equal(dx, want)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(
+      (2, 2, 'VALID', (2, 4, 6, 3)),   # non-overlapping tiles (the reshape path)
+      (2, 2, 'VALID', (1, 7, 5, 2)),   # ... with uncovered trailing rows/columns
+      (3, 1, 'SAME', (2, 5, 6, 3)),    # overlapping, padded (reduce_window)
+      (3, 2, 1, (1, 7, 7, 2)),         # AlexNet/GoogLeNet-style 3x3/2 windows
+  )
+  def test_gradient_routes_to_first_argmax_also_on_ties(self, window, stride, padding, shape):
+    rng = np.random.default_rng(3)
+    # Few distinct values, so most windows hold ties (as after a ReLU).
+    x = rng.integers(0, 3, shape).astype(np.float32)
+    y = np.asarray(pool.max_pool(jnp.asarray(x), window, stride, padding))
+    g = rng.normal(size=y.shape).astype(np.float32)
+    _, vjp = jax.vjp(self.variant(lambda x: pool.max_pool(x, window, stride, padding)),
+                     jnp.asarray(x))
+    (dx,) = vjp(jnp.asarray(g))
+    # numpy reference: each window's whole cotangent goes to its first maximal
+    # real cell in row-major order; overlapping windows accumulate.
+    (pt, _), (pl, _) = shapes.normalize_padding(padding, shape[1:3], (window,) * 2, (stride,) * 2)
+    want = np.zeros_like(x)
+    for b in range(shape[0]):
+      for c in range(shape[3]):
+        for i in range(y.shape[1]):
+          for j in range(y.shape[2]):
+            r0, c0 = i * stride - pt, j * stride - pl
+            cells = [(r, q) for r in range(r0, r0 + window) for q in range(c0, c0 + window)
+                     if 0 <= r < shape[1] and 0 <= q < shape[2]]
+            r, q = max(cells, key=lambda rq: (x[b, rq[0], rq[1], c], -cells.index(rq)))
+            assert x[b, r, q, c] == y[b, i, j, c]
+            want[b, r, q, c] += g[b, i, j, c]
+    np.testing.assert_allclose(dx, want, rtol=1e-6, atol=1e-6)
+
+  def test_global_max_pool_gradient_goes_to_one_cell(self):
+    x = jnp.zeros((1, 3, 3, 2)).at[0, 2, 1, 1].set(1.0)  # channel 0: all tied at 0
+    dx = jax.grad(lambda x: pool.global_max_pool(x).sum())(x)
+    want = np.zeros((1, 3, 3, 2), np.float32)
+    want[0, 0, 0, 0] = want[0, 2, 1, 1] = 1.0
     np.testing.assert_array_equal(dx, want)
 
   @chex.variants(with_jit=True, without_jit=True)
