@@ -72,16 +72,21 @@ def random_flip(key: jax.Array, x: jax.Array, p: float = 0.5) -> jax.Array:
   return jnp.where(jax.random.bernoulli(key, p), flip_lr(x), x)
 
 
-def random_crop(key: jax.Array, x: jax.Array, padding: int) -> jax.Array:
-  """Zero-pads by ``padding`` on every side, then crops back to (H, W) at a random offset.
+PAD_MODES = ('constant', 'reflect', 'edge')
+
+
+def random_crop(key: jax.Array, x: jax.Array, padding: int, mode: str = 'constant') -> jax.Array:
+  """Pads by ``padding`` on every side, then crops back to (H, W) at a random offset.
 
   The CIFAR recipe of He et al. (2016): the content shifts by a uniform
-  integer ``(dy, dx)`` in ``[-padding, padding]`` per axis, zeros fill in.
+  integer ``(dy, dx)`` in ``[-padding, padding]`` per axis, zeros fill in
+  (``mode='constant'``); airbench fills by reflection (``mode='reflect'``).
 
   Args:
     key: PRNG key.
     x: (H, W, C) image.
     padding: static non-negative int; 0 returns ``x``.
+    mode: ``jnp.pad`` mode of the border: 'constant' (zeros), 'reflect' or 'edge'.
 
   Returns:
     (H, W, C), same dtype.
@@ -89,10 +94,12 @@ def random_crop(key: jax.Array, x: jax.Array, padding: int) -> jax.Array:
   _check_image(x, 'random_crop')
   if not isinstance(padding, int) or padding < 0:
     raise ValueError(f'padding must be a non-negative int, got {padding!r}.')
+  if mode not in PAD_MODES:
+    raise ValueError(f'unknown crop padding mode {mode!r}; choose one of {PAD_MODES}.')
   if padding == 0:
     return x
   h, w, c = x.shape
-  padded = jnp.pad(x, ((padding, padding), (padding, padding), (0, 0)))
+  padded = jnp.pad(x, ((padding, padding), (padding, padding), (0, 0)), mode=mode)
   offset = jax.random.randint(key, (2,), 0, 2 * padding + 1, dtype=jnp.int32)
   return lax.dynamic_slice(padded, (offset[0], offset[1], jnp.int32(0)), (h, w, c))
 
@@ -194,14 +201,15 @@ def random_affine(key: jax.Array, x: jax.Array, *, rotation: float = 0.0, shift:
 
 
 def augment_batch(key: jax.Array, images: jax.Array, *, crop_padding: int = 0,
-                  flip: bool = False, rotation: float = 0.0, shift: float = 0.0,
-                  zoom: float = 0.0, shear: float = 0.0) -> jax.Array:
+                  crop_mode: str = 'constant', flip: bool = False, rotation: float = 0.0,
+                  shift: float = 0.0, zoom: float = 0.0, shear: float = 0.0) -> jax.Array:
   """Independent random augmentation of every image in a batch.
 
   Per image, in order: :func:`random_affine` (if any of rotation, shift, zoom,
   shear is non-zero), :func:`random_crop` (if ``crop_padding``), then
   :func:`random_flip` (if ``flip``). Every keyword must be static under
   ``jit`` (``static_argnames``); disabled transforms are not traced at all.
+  ``crop_mode`` is the crop's border fill (see :func:`random_crop`).
 
   Args:
     key: one PRNG key, split into N per-example keys.
@@ -223,7 +231,7 @@ def augment_batch(key: jax.Array, images: jax.Array, *, crop_padding: int = 0,
     if use_affine:
       x = random_affine(k_affine, x, rotation=rotation, shift=shift, zoom=zoom, shear=shear)
     if crop_padding:
-      x = random_crop(k_crop, x, crop_padding)
+      x = random_crop(k_crop, x, crop_padding, crop_mode)
     if flip:
       x = random_flip(k_flip, x)
     return x

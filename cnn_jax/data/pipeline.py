@@ -87,6 +87,41 @@ def eval_batches(dataset: ArrayDataset, batch_size: int, sharding=None,
     yield batch if sharding is None else jax.device_put(batch, sharding)
 
 
+class _EpochBatches:
+  """The training batches of one epoch, however many files a pass skips.
+
+  Pass 0 is the epoch's shuffle; if it runs short (a source with
+  ``skip_corrupt`` drops undecodable files), pass 1, 2, ... of the same epoch
+  (other shuffles) top it up, so every epoch has ``steps_per_epoch`` batches.
+  Deterministic, and ``get_state``/``set_state`` cover the pass too.
+  """
+
+  def __init__(self, make_pass):
+    self._make, self._pass = make_pass, 0
+    self._it, self._yielded = make_pass(0), 0
+
+  def __next__(self) -> dict:
+    while True:
+      try:
+        batch = next(self._it)
+        self._yielded += 1
+        return batch
+      except StopIteration:
+        if self._yielded == 0:
+          raise ValueError('a whole pass over the training data gave no batch: every file '
+                           'was skipped as corrupt; check the data folder.') from None
+        self._pass, self._yielded = self._pass + 1, 0
+        self._it = self._make(self._pass)
+
+  def get_state(self) -> dict:
+    return {'pass': self._pass, 'yielded': self._yielded, 'iterator': self._it.get_state()}
+
+  def set_state(self, state: dict) -> None:
+    self._pass, self._yielded = int(state['pass']), int(state['yielded'])
+    self._it = self._make(self._pass)
+    self._it.set_state(state['iterator'])
+
+
 class StreamTrainData:
   """Training batches decoded on the host by grain threads, one epoch at a time.
 
@@ -96,6 +131,9 @@ class StreamTrainData:
     batch_size, seed: as for :class:`InMemoryTrainData`; epoch ``e`` is shuffled
       with ``(seed, e)``, so the order does not depend on where a run started.
     num_threads: grain decode threads.
+
+  An epoch is ``len(source) // batch_size`` steps even when corrupt files are
+  skipped (see :class:`_EpochBatches`).
   """
 
   def __init__(self, source, batch_size: int, seed: int, sharding=None,
@@ -111,13 +149,16 @@ class StreamTrainData:
                        f'{batch_size}; lower batch_size.')
     self._iter, self._next_step = None, None
 
+  def _epoch(self, epoch: int) -> _EpochBatches:
+    return _EpochBatches(lambda repeat: self._stream.make_stream(
+        self.source, batch_size=self.batch_size, seed=self.seed, epoch=epoch,
+        num_threads=self.num_threads, repeat=repeat))
+
   def batch(self, step: int) -> dict:
     """The batch for ``step``; steps are read in order (a jump restarts its epoch)."""
     epoch, i = divmod(step, self.steps_per_epoch)
     if self._next_step != step or i == 0:
-      self._iter = self._stream.make_stream(self.source, batch_size=self.batch_size,
-                                            seed=self.seed, epoch=epoch,
-                                            num_threads=self.num_threads)
+      self._iter = self._epoch(epoch)
       for _ in range(i):  # fast-forward inside the epoch (decodes, so resume is exact)
         next(self._iter)
     self._next_step = step + 1
@@ -125,7 +166,7 @@ class StreamTrainData:
     return batch if self.sharding is None else jax.device_put(batch, self.sharding)
 
   def state(self) -> dict:
-    """Where the stream is (for checkpoints): the next step and grain's iterator state."""
+    """Where the stream is (for checkpoints): the next step and the iterator state."""
     if self._iter is None:
       return {'next_step': None}
     return {'next_step': self._next_step, 'iterator': self._iter.get_state()}
@@ -138,9 +179,7 @@ class StreamTrainData:
     epoch, i = divmod(step, self.steps_per_epoch)
     if i == 0:
       return  # a fresh epoch starts from scratch anyway
-    self._iter = self._stream.make_stream(self.source, batch_size=self.batch_size,
-                                          seed=self.seed, epoch=epoch,
-                                          num_threads=self.num_threads)
+    self._iter = self._epoch(epoch)
     self._iter.set_state(state['iterator'])
     self._next_step = step
 

@@ -46,8 +46,9 @@ class ImageFolderSource:
       size, so None only works when all files share their native size (a
       mismatch raises when it is met).
     channels: 1 (grayscale) or 3 (RGB).
-    skip_corrupt: drop undecodable files from the stream (with one warning
-      each) instead of raising; epochs then hold fewer examples.
+    skip_corrupt: drop undecodable files from the stream instead of raising
+      (one warning per file, with the running count); a pass over the data
+      then holds fewer examples.
 
   ``source[i]`` is ``{'image': (H, W, channels) uint8, 'label': () int32}``.
   """
@@ -62,6 +63,7 @@ class ImageFolderSource:
     self.skip_corrupt = skip_corrupt
     self._shape: tuple[int, ...] | None = None
     self._first: str | None = None
+    self.corrupt: set[str] = set()  # files found undecodable so far
 
   @property
   def num_classes(self) -> int:
@@ -78,7 +80,10 @@ class ImageFolderSource:
       if not self.skip_corrupt:
         raise CorruptImageError(f'cannot decode image {e}; fix or delete the file, or pass '
                                 'skip_corrupt=True (config data.skip_corrupt).') from None
-      warnings.warn(f'skipping corrupt image {e}', stacklevel=2)
+      if str(path) not in self.corrupt:  # once per file, not once per epoch
+        self.corrupt.add(str(path))
+        warnings.warn(f'skipping corrupt image {e} ({len(self.corrupt)} corrupt of '
+                      f'{len(self)} files so far)', stacklevel=2)
       return None  # grain drops None elements before batching
     if self._shape is None:
       # Set by whichever thread decodes first; any later mismatch is an error.
@@ -128,9 +133,10 @@ class TfdsSource:
     return f'TfdsSource({self.name}[{self.split!r}], {len(self)} records)'
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-  """A 32-bit shuffle seed from ``(seed, epoch)``; distinct epochs give unrelated orders."""
-  return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, repeat: int = 0) -> int:
+  """A 32-bit shuffle seed from ``(seed, epoch[, repeat])``; each gives an unrelated order."""
+  entropy = [int(seed), int(epoch)] + ([int(repeat)] if repeat else [])
+  return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _with_mask(example: Example) -> Example:
@@ -148,13 +154,16 @@ def _pad_batch(batch: Example, batch_size: int) -> Example:
 
 def make_stream(source: Any, *, batch_size: int, seed: int, epoch: int = 0,
                 shuffle: bool = True, drop_remainder: bool = True, num_threads: int = 8,
-                prefetch: int = 2):
+                prefetch: int = 2, repeat: int = 0):
   """One epoch of batches from a random-access ``source``.
 
   Args:
     source: ``len`` + ``source[i] -> dict`` of numpy (e.g. :class:`ImageFolderSource`).
     batch_size: examples per batch.
     seed, epoch: the shuffle order is a pure function of both.
+    repeat: a further pass over the same epoch in another order (see
+      :class:`cnn_jax.data.pipeline.StreamTrainData`: it tops up an epoch that
+      skipped corrupt files).
     shuffle: False keeps the source order (eval).
     drop_remainder: True drops a last partial batch (training); False pads it
       to ``batch_size`` and adds ``'mask'`` (batch,) bool to every batch.
@@ -181,7 +190,7 @@ def make_stream(source: Any, *, batch_size: int, seed: int, epoch: int = 0,
                      'dropping the remainder leaves no batch; lower batch_size.')
   ds = grain.MapDataset.source(source)
   if shuffle:
-    ds = ds.shuffle(seed=epoch_seed(seed, epoch))
+    ds = ds.shuffle(seed=epoch_seed(seed, epoch, repeat))
   if not drop_remainder:
     ds = ds.map(_with_mask)
   # Threads work per example (not per batch) so one slow file does not hold

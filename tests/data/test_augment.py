@@ -89,7 +89,22 @@ class FlipCropTest(chex.TestCase):
     dys, dxs = zip(*shifts)
     assert set(dys) == set(dxs) == set(range(-p, p + 1))
 
+  def test_reflect_crop_is_a_window_of_the_reflected_image(self):
+    x = np.arange(5 * 6, dtype=np.float32).reshape(5, 6, 1)
+    ref = np.pad(x, ((2, 2), (2, 2), (0, 0)), mode='reflect')
+    out = np.asarray(jax.vmap(lambda k: augment.random_crop(k, jnp.asarray(x), 2, 'reflect'))(
+        _keys(60)))
+    offsets = set()
+    for y in out:
+      matches = [(i, j) for i in range(5) for j in range(5)
+                 if np.array_equal(y, ref[i:i + 5, j:j + 6])]
+      assert len(matches) == 1
+      offsets.add(matches[0])
+    assert len(offsets) > 15  # many of the 25 shifts occur
+
   def test_bad_padding(self):
+    with pytest.raises(ValueError, match="unknown crop padding mode 'wrap'"):
+      augment.random_crop(jax.random.key(0), jnp.zeros((4, 4, 1)), 1, 'wrap')
     with pytest.raises(ValueError, match='non-negative'):
       augment.random_crop(jax.random.key(0), jnp.zeros((4, 4, 1)), -1)
     with pytest.raises(ValueError, match=r'one \(H, W, C\) image'):

@@ -136,3 +136,50 @@ def test_tfds_source_uses_the_same_format():
                                  num_threads=2))
   assert [b['image'].shape for b in batches] == [(4, 8, 8, 3)] * 2
   np.testing.assert_array_equal(batches[1]['mask'], [True, True, True, False])
+
+
+def test_streamed_training_epochs_stay_full_when_corrupt_files_are_skipped(tmp_path):
+  """18 files, 2 corrupt, batch 6: a pass yields 2 batches, the epoch needs 3."""
+  import warnings
+
+  from cnn_jax.data.pipeline import StreamTrainData
+  for i in range(18):
+    path = tmp_path / 'train' / f'c{i % 2}' / f'{i:02d}.png'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new('L', (4, 4), i).save(path)
+  for i in (3, 11):
+    (tmp_path / 'train' / f'c{i % 2}' / f'{i:02d}.png').write_bytes(b'not a png')
+  src = S.ImageFolderSource(tmp_path, 'train', image_size=4, channels=1, skip_corrupt=True)
+  data = StreamTrainData(src, batch_size=6, seed=0, num_threads=0)
+  assert data.steps_per_epoch == 3
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    batches = [np.asarray(data.batch(s)['image'][:, 0, 0, 0]) for s in range(6)]
+  assert all(b.shape == (6,) for b in batches)
+  assert not {3, 11} & set(np.concatenate(batches).tolist())
+  # One warning per corrupt file, with the running count, however many passes.
+  messages = [str(w.message) for w in caught if 'corrupt' in str(w.message)]
+  assert len(messages) == 2 and '2 corrupt of 18 files' in messages[-1]
+  # Resuming mid-epoch (the checkpointed iterator state) continues exactly,
+  # also inside a top-up pass.
+  for stop in (1, 2, 4, 5):
+    fresh = StreamTrainData(src, batch_size=6, seed=0, num_threads=0)
+    head = StreamTrainData(src, batch_size=6, seed=0, num_threads=0)
+    for s in range(stop):
+      head.batch(s)
+    fresh.restore(head.state())
+    rest = [np.asarray(fresh.batch(s)['image'][:, 0, 0, 0]) for s in range(stop, 6)]
+    for got, want in zip(rest, batches[stop:]):
+      np.testing.assert_array_equal(got, want)
+
+
+def test_all_corrupt_training_data_is_a_clear_error(tmp_path):
+  from cnn_jax.data.pipeline import StreamTrainData
+  for i in range(4):
+    path = tmp_path / 'train' / 'a' / f'{i}.png'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'garbage')
+  src = S.ImageFolderSource(tmp_path, 'train', image_size=4, channels=1, skip_corrupt=True)
+  data = StreamTrainData(src, batch_size=2, seed=0, num_threads=0)
+  with pytest.warns(UserWarning), pytest.raises(ValueError, match='every file was skipped'):
+    data.batch(0)
