@@ -75,6 +75,44 @@ def main(argv) -> None:
         f"compile {result['compile_s']:.1f} s; outputs in {_WORKDIR.value}")
 
 
+def unknown_key_message(argv: list[str]) -> str | None:
+  """Names the first ``--config.a.b=...`` override whose key the config lacks.
+
+  Returns e.g. ``unknown config key 'optimizer.lrr'; did you mean 'optimizer.lr'?
+  valid keys of optimizer: b1, b2, ...``, or None if no override is at fault.
+  """
+  import difflib
+
+  from cnn_jax.train.config import load_config
+  spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+  if spec is None:
+    return None
+  path, _, arg = spec.partition(':')
+  try:
+    config = load_config(path, arg or None)
+  except Exception:  # noqa: BLE001 - the file's own error is reported elsewhere
+    return None
+  for a in argv:
+    if not a.startswith('--config.'):
+      continue
+    parts = a[len('--config.'):].split('=', 1)[0].split('.')
+    node = config
+    for depth, part in enumerate(parts):
+      section = '.'.join(parts[:depth])
+      key = '.'.join(parts[:depth + 1])
+      if not hasattr(node, 'keys'):
+        return f"unknown config key '{key}': {section!r} is a value, not a section."
+      if part not in node:
+        valid = sorted(node.keys())
+        guess = difflib.get_close_matches(part, valid, n=1)
+        where = f'{section}.' if section else ''
+        hint = f"; did you mean '{where}{guess[0]}'?" if guess else ''
+        return (f"unknown config key '{key}'{hint}; valid keys of "
+                f"{section or 'the config'}: {', '.join(valid)}.")
+      node = node[part]
+  return None
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   # absl reports flag errors (e.g. an unknown --config.key) with a long usage
   # text; keep the line that names the problem.
@@ -83,7 +121,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     fail(one_line(e))
   except (AttributeError, KeyError) as e:  # an override of a key the config lacks
-    fail(f'unknown config key {one_line(e)}; see the config file for valid keys.')
+    fail(unknown_key_message(argv) or f'unknown config key {one_line(e)}.')
 
 
 def run() -> None:

@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f'mode={a["mode"]!r} is not valid; choose one of {", ".join(MODES)}.')
   c = default_config()
   c.model.name = 'cifar_resnet'
-  c.model.kwargs = ml_collections.ConfigDict({'depth': a['depth']})
+  c.model.kwargs = ml_collections.ConfigDict({'depth': a['depth'], 'widths': (16, 32, 64)})
   if a['data'] == 'folder':
     c.data.name = 'image_folder'
     c.data.root = a['root']

@@ -80,3 +80,16 @@ def few_shot(ds: ArrayDataset, per_class: int, seed: int) -> ArrayDataset:
     raise ValueError(f'data.examples_per_class={per_class} but classes {short} have fewer '
                      'examples; lower it.')
   return ds.take(np.sort(keep))
+
+
+def holdout_split(ds: ArrayDataset, n: int, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+  """``(rest, held_out)``: ``n`` examples drawn by a seeded shuffle, e.g. a 45k/5k split.
+
+  Both parts keep the original order; the same ``(n, seed)`` always holds out
+  the same examples, whatever the run's own seed.
+  """
+  if not 0 < n < len(ds):
+    raise ValueError(f'data.holdout={n} must be between 1 and {len(ds) - 1} (the training '
+                     f'split has {len(ds)} examples).')
+  order = np.random.default_rng(seed).permutation(len(ds))
+  return ds.take(np.sort(order[n:])), ds.take(np.sort(order[:n]))

@@ -12,10 +12,12 @@ experiment needs, so every run has the same keys and a typo is an error:
   data:      name ('synthetic' | 'image_folder' | 'tfds'), root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
              num_eval, mean, std, cache_dir, skip_corrupt, streaming, num_workers,
-             classes (a subset, relabelled 0..k-1), examples_per_class (few-shot train split)
+             classes (a subset, relabelled 0..k-1), examples_per_class (few-shot train split),
+             holdout (evaluate on n held-out train examples, e.g. He et al.'s 45k/5k)
   augment:   crop_padding, flip, rotation, shift, zoom, shear
   optimizer: name, lr, momentum, b1, b2, weight_decay, grad_clip_norm, label_smoothing
-  schedule:  name, warmup_steps, decay_steps, decay_factor, end_factor
+  schedule:  name, warmup_steps, warmup_mode ('linear' | 'constant'), warmup_factor,
+             decay_steps, decay_factor, end_factor
   transfer:  init_from (a trained run's workdir), init_which ('latest' | 'best'),
              exclude (modules re-initialised: the new head), freeze (module patterns,
              '*' = all but exclude); see cnn_jax.train.transfer
@@ -30,11 +32,12 @@ import pathlib
 
 import ml_collections
 
+from cnn_jax.ops import conv
 from cnn_jax.train import optim, parallel
 
 DATASETS = ('synthetic', 'image_folder', 'tfds')
 DTYPES = ('float32', 'bfloat16')
-CONV_IMPLS = ('lax', 'einsum')
+CONV_IMPLS = conv.IMPLS
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -83,6 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.num_workers = 0       # 0: automatic
   c.data.classes = ()          # e.g. (5, 6, 7, 8, 9): keep these, relabelled 0..k-1 in this order
   c.data.examples_per_class = 0  # > 0: a few-shot train split (first n per class after a seeded shuffle)
+  c.data.holdout = 0           # > 0: evaluate on this many held-out train examples, not eval_split
 
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_padding = 0
@@ -105,6 +109,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = 'cosine'
   c.schedule.warmup_steps = 0
+  c.schedule.warmup_mode = 'linear'  # or 'constant' at lr * warmup_factor
+  c.schedule.warmup_factor = 0.1
   c.schedule.decay_steps = (0,)
   c.schedule.decay_factor = 0.1
   c.schedule.end_factor = 0.0
@@ -124,6 +130,8 @@ def load_config(path: str | os.PathLike, arg: str | None = None) -> ml_collectio
   """``get_config(arg)`` of a config file (``configs/`` is a folder of files, not a package).
 
   A bare name such as ``'transfer'`` means ``configs/transfer.py`` of this checkout.
+  The result is locked, as the CLI's ``--config`` is: existing keys can be
+  changed, a misspelt new one raises instead of being silently ignored.
   """
   path = pathlib.Path(path)
   if path.suffix != '.py':
@@ -134,7 +142,9 @@ def load_config(path: str | os.PathLike, arg: str | None = None) -> ml_collectio
   spec = importlib.util.spec_from_file_location(f'cnn_jax_config_{path.stem}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg)
+  config = module.get_config(arg)
+  config.lock()
+  return config
 
 
 def parse_arg(arg: str | None, defaults: dict) -> dict:
@@ -177,6 +187,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.dtype, DTYPES, 'dtype')
   _choice(config.optimizer.name, optim.OPTIMIZERS, 'optimizer.name')
   _choice(config.schedule.name, optim.SCHEDULES, 'schedule.name')
+  _choice(config.schedule.warmup_mode, optim.WARMUP_MODES, 'schedule.warmup_mode')
   _choice(config.parallel, parallel.MODES, 'parallel')
   for key in ('batch_size', 'eval_batch_size', 'log_every', 'checkpoint_every',
               'keep_checkpoints'):
@@ -191,9 +202,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError('data.name=tfds needs data.tfds_name, e.g. --config.data.tfds_name=mnist.')
   if config.data.streaming and config.data.image_size <= 0:
     raise ValueError('data.streaming needs a fixed data.image_size (e.g. 224) to batch images.')
-  if config.data.streaming and (config.data.classes or config.data.examples_per_class):
-    raise ValueError('data.classes / data.examples_per_class need in-memory data; set '
-                     '--config.data.streaming=False.')
+  if config.data.holdout < 0:
+    raise ValueError(f'data.holdout must be >= 0, got {config.data.holdout}.')
+  if config.data.streaming and (config.data.classes or config.data.examples_per_class or
+                                config.data.holdout):
+    raise ValueError('data.classes / data.examples_per_class / data.holdout need in-memory '
+                     'data; set --config.data.streaming=False.')
   _choice(config.transfer.init_which, ('latest', 'best'), 'transfer.init_which')
   if len(config.data.mean) != config.data.channels or len(config.data.std) != config.data.channels:
     raise ValueError(f'data.mean/std need {config.data.channels} values (data.channels), got '

@@ -26,6 +26,7 @@ import numpy as np
 from cnn_jax import models
 from cnn_jax.data import pipeline
 from cnn_jax.data.build import load_split, open_stream_source
+from cnn_jax.data.dataset import holdout_split
 from cnn_jax.train import config as config_lib
 from cnn_jax.train import optim, transfer
 from cnn_jax.train.checkpoint import Checkpointer
@@ -87,7 +88,10 @@ def build_data(config: ml_collections.ConfigDict) -> Data:
         num_classes=train_src.num_classes, image_shape=(d.image_size, d.image_size, d.channels),
         num_train=len(train_src), num_eval=len(eval_src))
   train_ds = load_split(d, d.train_split, seed=config.seed)
-  eval_ds = load_split(d, d.eval_split, seed=config.seed)
+  if d.holdout:  # a validation split from the training data (fixed across seeds)
+    train_ds, eval_ds = holdout_split(train_ds, int(d.holdout))
+  else:
+    eval_ds = load_split(d, d.eval_split, seed=config.seed)
   eval_arrays = (jax.device_put(eval_ds.images), jax.device_put(eval_ds.labels))
   return Data(
       train=pipeline.InMemoryTrainData(train_ds, config.batch_size, config.seed),
@@ -105,10 +109,17 @@ def evaluate(eval_step, state: TrainState, batches) -> dict[str, float]:
 
 
 class _SigtermFlag:
-  """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
+  """Turns SIGTERM into a flag the loop checks between steps (main thread only).
 
-  def __init__(self):
+  With several processes the decision to stop must be collective (the
+  checkpoint is): :meth:`stop_now` all-gathers the flags every ``sync_every``
+  steps, the same steps on every process, and stops all of them when any one
+  was signalled. A single process checks its own flag every step.
+  """
+
+  def __init__(self, sync_every: int = 1):
     self.raised = False
+    self.sync_every = max(1, sync_every)
     self._previous = None
     if threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
@@ -116,6 +127,15 @@ class _SigtermFlag:
   def _handle(self, signum, frame):
     del signum, frame
     self.raised = True
+
+  def stop_now(self, step: int) -> bool:
+    if jax.process_count() == 1:
+      return self.raised
+    if step % self.sync_every:
+      return False
+    from jax.experimental import multihost_utils
+    flags = multihost_utils.process_allgather(np.int32(self.raised))
+    return bool(np.any(flags))
 
   def restore(self):
     if self._previous is not None:
@@ -190,7 +210,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   tx = transfer.freeze_optimizer(optim.make_optimizer(config, schedule), is_frozen)
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
   input_shape = (1, *data.image_shape)
-  state = jax.jit(lambda k: create_train_state(model, tx, k, input_shape))(init_key)
+  try:
+    state = jax.jit(lambda k: create_train_state(model, tx, k, input_shape))(init_key)
+  except (TypeError, ValueError, ZeroDivisionError, IndexError) as e:
+    # e.g. --config.model.kwargs.widths=abc: say which setting, not where it broke.
+    raise ValueError(
+        f'model {config.model.name!r} cannot be built with model.kwargs='
+        f'{config.model.kwargs.to_dict()} on input {input_shape}: {type(e).__name__}: '
+        f'{str(e).splitlines()[0] if str(e) else ""}; fix --config.model.kwargs.') from e
   transfer.check_patterns(state.params, config.transfer.freeze, 'transfer.freeze')
   transfer.check_patterns(state.params, config.transfer.exclude, 'transfer.exclude')
 
@@ -220,9 +247,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                              axis_name=dp.axis_name))
   run_eval = lambda state: evaluate(eval_step, state, map(dp.put_batch, data.eval_batches()))
 
+  def check_saveable(state, done):
+    # Never checkpoint a state that has diverged: the loss of the last step
+    # can still be finite when its update already was not.
+    if window:
+      _check_finite(np.asarray(jax.device_get([m['loss'] for m in window])), window_start + 1)
+    if not bool(_all_finite(state)):
+      raise NonFiniteLossError(
+          f'parameters became non-finite at step {done}; lower optimizer.lr, add '
+          'optimizer.grad_clip_norm, or check the data.')
+
   def save(step, state, force=False):
+    check_saveable(state, step)
     data_state = train_data.state() if hasattr(train_data, 'state') else None
     ckpt.save(step, dp.get_state(state), data_state=data_state, force=force)
+
+  def save_best(step, state, metrics):
+    check_saveable(state, step)
+    ckpt.save_best(step, dp.get_state(state), metrics)
 
   writer = MetricWriter(workdir, total_steps=num_steps, initial_step=start, quiet=quiet,
                         enabled=is_main)
@@ -237,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   window: list[dict] = []
   window_start, t_window = start, time.perf_counter()
   compile_s = None
-  sigterm = _SigtermFlag()
+  sigterm = _SigtermFlag(sync_every=min(config.log_every, config.checkpoint_every or 10**9))
   try:
     for step in range(start, num_steps):
       batch = dp.put_batch(train_data.batch(step))
@@ -265,29 +307,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       # file, and a resume rewrites exactly the rows after it.
       if config.eval_every and done % config.eval_every == 0 and done != num_steps:
         eval_metrics = writer.write(done, 'eval', run_eval(state))
-        ckpt.save_best(done, dp.get_state(state), eval_metrics)
+        save_best(done, state, eval_metrics)
         writer.message(f'step {done}: eval accuracy {eval_metrics["accuracy"]:.4f}, '
                        f'loss {eval_metrics["loss"]:.4f}')
         t_window = time.perf_counter()  # keep eval time out of img/s
-      if ckpt.should_save(done) or sigterm.raised:
-        # Never checkpoint a state that has diverged: the loss of the last step
-        # can still be finite when its update already was not.
-        if window:
-          _check_finite(np.asarray(jax.device_get([m['loss'] for m in window])),
-                        window_start + 1)
-        if not bool(_all_finite(state)):
-          raise NonFiniteLossError(
-              f'parameters became non-finite at step {done}; lower optimizer.lr, add '
-              'optimizer.grad_clip_norm, or check the data.')
-        save(done, state, force=sigterm.raised)
-      if sigterm.raised:
+      stop = sigterm.stop_now(done)
+      if ckpt.should_save(done) or stop:
+        save(done, state, force=stop)
+      if stop:
         ckpt.wait()
         raise Preempted(f'stopped by SIGTERM after step {done}; checkpoint saved in '
                         f'{workdir}; rerun the same command to resume.')
     eval_metrics = writer.write(num_steps, 'eval', run_eval(state))
     if ckpt.latest_step() != num_steps:
       save(num_steps, state, force=True)
-    ckpt.save_best(num_steps, dp.get_state(state), eval_metrics)
+    save_best(num_steps, state, eval_metrics)
     ckpt.wait()
   finally:
     sigterm.restore()

@@ -10,7 +10,9 @@
 
 ``config.schedule``:
   name: 'constant' | 'piecewise' | 'cosine'
-  warmup_steps: linear warmup from 0 (0 = none)
+  warmup_steps: warmup length (0 = none)
+  warmup_mode: 'linear' (from 0 to lr) or 'constant' (lr * warmup_factor, then
+    lr: He et al.'s ResNet-110 trains at 0.01 for ~400 steps before 0.1)
   decay_steps: piecewise boundaries in steps, e.g. (32000, 48000) in He et al.
   decay_factor: multiplier at each boundary (0.1)
   end_factor: cosine decays to lr * end_factor
@@ -25,6 +27,7 @@ import optax
 
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')
 SCHEDULES = ('constant', 'piecewise', 'cosine')
+WARMUP_MODES = ('linear', 'constant')
 
 
 def make_schedule(cfg: Any, total_steps: int) -> optax.Schedule:
@@ -47,7 +50,14 @@ def make_schedule(cfg: Any, total_steps: int) -> optax.Schedule:
     raise ValueError(f'unknown schedule.name {sched.name!r}; choose one of {SCHEDULES}.')
   if warmup <= 0:
     return main
-  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+  mode = sched.get('warmup_mode', 'linear')
+  if mode == 'linear':
+    head = optax.linear_schedule(0.0, lr, warmup)
+  elif mode == 'constant':
+    head = optax.constant_schedule(lr * float(sched.get('warmup_factor', 0.1)))
+  else:
+    raise ValueError(f'unknown schedule.warmup_mode {mode!r}; choose one of {WARMUP_MODES}.')
+  return optax.join_schedules([head, main], [warmup])
 
 
 def kernel_mask(params: Any) -> Any:

@@ -60,6 +60,13 @@ def check_divisible(size: int, devices: int, name: str) -> None:
                      f'of {devices}, e.g. --config.{name}={up}.')
 
 
+def _local_value(x: Any) -> np.ndarray:
+  """The host value of a replicated array, also of a global one spanning processes."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(x.addressable_data(0))
+  return np.asarray(x)
+
+
 class DataParallel:
   """Placement of state and batches, and compilation of the steps, for one mode.
 
@@ -90,26 +97,33 @@ class DataParallel:
 
   # -- state ------------------------------------------------------------------
 
+  def _replicate_global(self, state: Any) -> Any:
+    """Every process holds the same values: build each one's shards of a global array."""
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        x.shape, self.replicated, lambda idx, x=_local_value(x): x[idx]), state)
+
   def put_state(self, state: Any) -> Any:
     if self.mode == 'pmap':  # one stacked copy per local device
       n = len(self.local_devices)
       stacked = NamedSharding(Mesh(np.asarray(self.local_devices), (PMAP_AXIS,)), P(PMAP_AXIS))
-      return jax.device_put(jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), state),
-                            stacked)
-    if self.process_count > 1:  # every process holds the same values: build each shard
-      return jax.tree.map(lambda x: jax.make_array_from_callback(
-          x.shape, self.replicated, lambda idx, x=np.asarray(x): x[idx]), state)
+      return jax.device_put(
+          jax.tree.map(lambda x: np.broadcast_to(_local_value(x), (n, *x.shape)), state),
+          stacked)
+    if self.process_count > 1:
+      return self._replicate_global(state)
     return jax.device_put(state, self.replicated)
 
   def get_state(self, placed: Any) -> Any:
     """One copy of the state (for checkpoints and evaluation on the host)."""
     if self.mode == 'jit':
       return placed
-    return jax.tree.map(lambda x: x[0], placed)
+    one = jax.tree.map(lambda x: x[0], placed)
+    # orbax saves only global arrays when several processes take part.
+    return self._replicate_global(one) if self.process_count > 1 else one
 
   def abstract_state(self, state: Any) -> Any:
     """Shapes, dtypes and shardings that a checkpoint restores into."""
-    sharding = self.replicated if self.mode == 'jit' else None
+    sharding = self.replicated if self.mode == 'jit' or self.process_count > 1 else None
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                         state)
 
@@ -142,8 +156,10 @@ class DataParallel:
       return jax.jit(train_step, donate_argnums=0,
                      in_shardings=(self.replicated, self.batch_sharding, self.replicated),
                      out_shardings=(self.replicated, self.replicated))
+    # Every process passes the same global device list (pmap's contract), so
+    # the pmean spans all hosts; each process still feeds only its local shards.
     step = jax.pmap(train_step, axis_name=PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0,
-                    devices=self.local_devices)
+                    devices=self.devices)
 
     def run(state, batch, rng):
       state, metrics = step(state, batch, rng)
@@ -156,5 +172,5 @@ class DataParallel:
     if self.mode == 'jit':
       return jax.jit(eval_step, in_shardings=(self.replicated, self.batch_sharding),
                      out_shardings=self.replicated)
-    step = jax.pmap(eval_step, axis_name=PMAP_AXIS, devices=self.local_devices)
+    step = jax.pmap(eval_step, axis_name=PMAP_AXIS, devices=self.devices)
     return lambda state, batch: jax.tree.map(lambda m: m[0], step(state, batch))

@@ -46,3 +46,15 @@ def test_eval_batches_pad_and_mask_the_last_batch():
 def test_too_small_training_set():
   with pytest.raises(ValueError, match='fewer than one batch of 64'):
     pipeline.InMemoryTrainData(_dataset(10), batch_size=64, seed=0)
+
+
+def test_holdout_split_is_fixed_disjoint_and_complete():
+  from cnn_jax.data.dataset import holdout_split
+  ds = _dataset(50)
+  rest, held = holdout_split(ds, 5)
+  ids = lambda d: d.images[:, 0, 0, 0].tolist()
+  assert len(rest) == 45 and len(held) == 5
+  assert sorted(ids(rest) + ids(held)) == list(range(50))
+  assert ids(holdout_split(ds, 5)[1]) == ids(held)  # the same split every time
+  with pytest.raises(ValueError, match='data.holdout=50 must be between 1 and 49'):
+    holdout_split(ds, 50)

@@ -76,3 +76,32 @@ def test_config_follows_the_paper():
     ab.make_config(ab.Sweep(data='folder'), 'plain', 20, 0)
   with pytest.raises(SystemExit):
     ab.main(['run', '--sweep-dir', '/tmp/x', '--depths', '21'])
+
+
+def test_table_puts_the_paper_next_to_ours():
+  row = {'net': 'residual', 'depth': 20, 'params': 269_722, 'finished': 2, 'seeds': 2,
+         'steps': 64_000, 'final_test_error_mean': 8.9, 'final_test_error_std': 0.2,
+         'best_test_error_mean': 8.7, 'best_test_error_std': 0.1, 'paper_test_error': 8.75,
+         'img_per_sec_mean': 5000.0, 'train_time_s_mean': 1800.0}
+  plain = {**row, 'net': 'plain', 'depth': 56, 'paper_test_error': None}
+  lines = ab.markdown_table([row, plain]).splitlines()
+  assert lines[2] == ('| ResNet-20 | 20 | 0.27M | 2/2 | 64000 | 8.90 ± 0.20 | 8.70 ± 0.10 | '
+                      '8.75 | 5000 | 30.0 |')
+  assert lines[3].startswith('| Plain-56 | 56 |') and '| - |' in lines[3]
+
+
+def test_train_time_counts_each_step_once_across_resumes():
+  rows = [{'step': 10, 'img_per_sec': 100.0}, {'step': 20, 'img_per_sec': 200.0}]
+  assert ab._train_seconds(rows, batch_size=10) == pytest.approx(10 * 10 / 100 + 10 * 10 / 200)
+
+
+def test_resnet110_warmup_and_holdout_options():
+  from cnn_jax.train import optim
+  c = ab.make_config(ab.Sweep(data='folder', data_root='/d', holdout=5000), 'residual', 110, 0)
+  assert c.data.holdout == 5000
+  assert (c.schedule.warmup_steps, c.schedule.warmup_mode) == (400, 'constant')
+  lr = optim.make_schedule(c, c.num_steps)
+  assert [float(lr(s)) for s in (0, 399, 400, 31_999, 32_000, 48_000)] == pytest.approx(
+      [0.01, 0.01, 0.1, 0.1, 0.01, 0.001])
+  assert ab.make_config(ab.Sweep(data='folder', data_root='/d'), 'residual', 56,
+                        0).schedule.warmup_steps == 0

@@ -20,7 +20,9 @@ def test_detect_short_run(tmp_path):
   assert (tmp_path / 'detections.png').stat().st_size > 5000
   assert 'mAP@0.5' in (tmp_path / 'results.md').read_text()
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert [row['step'] for row in rows] == [20, 40] and rows[-1]['loss'] < rows[0]['loss'] * 2
+  # The YOLO loss falls by a third in 40 steps (69 -> 48 when measured); mAP needs far
+  # longer (0.99 after the default 1500 steps), and its maths is tested in test_boxes.
+  assert [row['step'] for row in rows] == [20, 40] and rows[-1]['loss'] < rows[0]['loss'] * 0.8
 
 
 def test_anchor_kmeans_and_flip():

@@ -30,7 +30,13 @@ def test_tiny_run_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize('args,message', [
-    (['--config.optimizer.lrr=0.1'], r"unknown config key 'lrr'.*Did you mean \"lr\""),
+    (['--config.optimizer.lrr=0.1'],
+     r"unknown config key 'optimizer.lrr'; did you mean 'optimizer.lr'\?; valid keys of "
+     r"optimizer: b1, b2, .*weight_decay\."),
+    (['--config.nope=1'], r"unknown config key 'nope'; valid keys of the config: augment, "),
+    (['--config.seed.x=1'], r"unknown config key 'seed.x': 'seed' is a value, not a section"),
+    (['--config.model.kwargs.widths=abc'],
+     r"model 'simple_cnn' cannot be built with model.kwargs=\{'widths': \('abc',\)\}.*TypeError"),
     (['--config.batch_size=abc'], r"--config.batch_size=abc: invalid literal"),
     (['--config.model.name=resnet7'], r"model.name='resnet7' is not valid; choose one of"),
     (['--config.data.name=image_folder', '--config.data.root=/nonexistent/cifar'],

@@ -3,10 +3,14 @@
 import json
 import os
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -18,21 +22,30 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(workdir, steps):
+def _start(workdir, steps, parallel='jit', processes=2, extra=()):
+  """Starts ``processes`` processes with 4 // processes CPU devices each: 4 devices in all."""
   port = _free_port()
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={4 // processes}')
   common = ['--config=configs/synthetic_cnn.py', f'--workdir={workdir}', '--quiet',
             f'--config.num_steps={steps}', '--config.data.num_train=256',
             '--config.data.num_eval=100', '--config.model.kwargs.widths=(8,)',
             '--config.batch_size=32', '--config.eval_batch_size=40',
             '--config.checkpoint_every=10', '--config.log_every=5', '--config.eval_every=0',
-            f'--config.distributed.coordinator_address=localhost:{port}',
-            '--config.distributed.num_processes=2']
-  procs = [subprocess.Popen([sys.executable, '-m', 'cnn_jax.main', *common,
-                             f'--config.distributed.process_id={i}'], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
+            f'--config.parallel={parallel}', *extra]
+  if processes > 1:
+    common += [f'--config.distributed.coordinator_address=localhost:{port}',
+               f'--config.distributed.num_processes={processes}']
+  procs = [subprocess.Popen([sys.executable, '-m', 'cnn_jax.main', *common] +
+                            ([f'--config.distributed.process_id={i}'] if processes > 1 else []),
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+           for i in range(processes)]
+  return procs
+
+
+def _launch(workdir, steps, parallel='jit', processes=2, extra=()):
+  procs = _start(workdir, steps, parallel, processes, extra)
   outs = [p.communicate(timeout=240) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-2000:]
@@ -54,3 +67,45 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path):
   _launch(tmp_path, steps=30)
   rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [r['step'] for r in rows if r['split'] == 'train'] == [5, 10, 15, 20, 25, 30]
+
+
+def _train_losses(workdir):
+  rows = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  return [r['loss'] for r in rows if r['split'] == 'train']
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_under_jit_and_pmap(tmp_path):
+  """pmap's BatchNorm and gradient pmeans must span both hosts, not each host.
+
+  Augmentation is off: pmap draws each device's flips from its own key
+  (``fold_in(axis_index)``), so only the jit path reproduces one device's draws.
+  """
+  no_aug = ['--config.augment.flip=False']
+  _launch(tmp_path / 'one', steps=10, processes=1, extra=no_aug)
+  reference = _train_losses(tmp_path / 'one')
+  for mode in ('jit', 'pmap'):
+    out = _launch(tmp_path / mode, steps=10, parallel=mode, extra=no_aug)
+    assert 'after 10 steps' in out[0]
+    np.testing.assert_allclose(_train_losses(tmp_path / mode), reference, rtol=1e-4,
+                               err_msg=mode)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_checkpoint(tmp_path):
+  """A preempted host must not leave the other one alone in the collective save."""
+  procs = _start(tmp_path, steps=100_000)  # long enough never to finish
+  metrics = tmp_path / 'metrics.jsonl'
+  deadline = time.time() + 180
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+    assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-2000:]
+    time.sleep(0.1)
+  procs[1].send_signal(signal.SIGTERM)  # only process 1 is told
+  outs = [p.communicate(timeout=120) for p in procs]
+  assert [p.returncode for p in procs] == [143, 143], [o[1][-1000:] for o in outs]
+  stopped = {int(re.search(r'after step (\d+)', o[1]).group(1)) for o in outs}
+  assert len(stopped) == 1  # both stopped after the same step, and saved it
+  step = stopped.pop()
+  assert step % 5 == 0  # the flag is exchanged every log_every steps
+  assert step in [int(p.name) for p in (tmp_path / 'checkpoints' / 'latest').iterdir()
+                  if p.name.isdigit()]
