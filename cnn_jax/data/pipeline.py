@@ -131,18 +131,23 @@ class StreamTrainData:
     batch_size, seed: as for :class:`InMemoryTrainData`; epoch ``e`` is shuffled
       with ``(seed, e)``, so the order does not depend on where a run started.
     num_threads: grain decode threads.
+    process_index, process_count: with several processes each one decodes
+      and returns only its rows of every global batch (``process_local``);
+      ``DataParallel.put_batch(..., local=True)`` assembles the global array.
 
   An epoch is ``len(source) // batch_size`` steps even when corrupt files are
   skipped (see :class:`_EpochBatches`).
   """
 
   def __init__(self, source, batch_size: int, seed: int, sharding=None,
-               num_threads: int = 8):
+               num_threads: int = 8, process_index: int = 0, process_count: int = 1):
     from cnn_jax.data import stream  # grain is imported only for streaming runs
     self._stream = stream
     self.source = source
     self.batch_size, self.seed, self.sharding = batch_size, seed, sharding
     self.num_threads = num_threads
+    self.shard = (process_index, process_count)
+    self.process_local = process_count > 1
     self.steps_per_epoch = len(source) // batch_size
     if self.steps_per_epoch == 0:
       raise ValueError(f'the training set has {len(source)} examples, fewer than one batch of '
@@ -152,7 +157,7 @@ class StreamTrainData:
   def _epoch(self, epoch: int) -> _EpochBatches:
     return _EpochBatches(lambda repeat: self._stream.make_stream(
         self.source, batch_size=self.batch_size, seed=self.seed, epoch=epoch,
-        num_threads=self.num_threads, repeat=repeat))
+        num_threads=self.num_threads, repeat=repeat, shard=self.shard))
 
   def batch(self, step: int) -> dict:
     """The batch for ``step``; steps are read in order (a jump restarts its epoch)."""

@@ -154,7 +154,7 @@ def _pad_batch(batch: Example, batch_size: int) -> Example:
 
 def make_stream(source: Any, *, batch_size: int, seed: int, epoch: int = 0,
                 shuffle: bool = True, drop_remainder: bool = True, num_threads: int = 8,
-                prefetch: int = 2, repeat: int = 0):
+                prefetch: int = 2, repeat: int = 0, shard: tuple[int, int] = (0, 1)):
   """One epoch of batches from a random-access ``source``.
 
   Args:
@@ -164,6 +164,11 @@ def make_stream(source: Any, *, batch_size: int, seed: int, epoch: int = 0,
     repeat: a further pass over the same epoch in another order (see
       :class:`cnn_jax.data.pipeline.StreamTrainData`: it tops up an epoch that
       skipped corrupt files).
+    shard: ``(index, count)``: yield only rows ``[index * r, (index + 1) * r)``,
+      ``r = batch_size // count``, of every global batch, decoding nothing
+      else (each of ``count`` processes feeds its own slice; with
+      ``drop_remainder`` only). Concatenated in process order, the shards are
+      exactly the batches of ``shard=(0, 1)``.
     shuffle: False keeps the source order (eval).
     drop_remainder: True drops a last partial batch (training); False pads it
       to ``batch_size`` and adds ``'mask'`` (batch,) bool to every batch.
@@ -188,9 +193,22 @@ def make_stream(source: Any, *, batch_size: int, seed: int, epoch: int = 0,
   if drop_remainder and n < batch_size:
     raise ValueError(f'{source!r} has {n} examples, fewer than batch_size={batch_size}, so '
                      'dropping the remainder leaves no batch; lower batch_size.')
+  index, count = shard
+  if not 0 <= index < count or batch_size % count:
+    raise ValueError(f'shard {shard} needs 0 <= index < count and count dividing '
+                     f'batch_size={batch_size}.')
+  if count > 1 and not drop_remainder:
+    raise ValueError('shard needs drop_remainder=True (training streams).')
   ds = grain.MapDataset.source(source)
   if shuffle:
     ds = ds.shuffle(seed=epoch_seed(seed, epoch, repeat))
+  if count > 1:
+    # Positions of this shard's rows in the shuffled order; the lookup into
+    # ``ds`` is lazy, so the other processes' rows are never decoded.
+    rows, shuffled, full = batch_size // count, ds, batch_size
+    ds = grain.MapDataset.range((n // full) * rows).map(
+        lambda i: shuffled[(i // rows) * full + index * rows + i % rows])
+    batch_size = rows
   if not drop_remainder:
     ds = ds.map(_with_mask)
   # Threads work per example (not per batch) so one slow file does not hold

@@ -82,7 +82,8 @@ def build_data(config: ml_collections.ConfigDict) -> Data:
     threads = d.num_workers or 8
     return Data(
         train=pipeline.StreamTrainData(train_src, config.batch_size, config.seed,
-                                       num_threads=threads),
+                                       num_threads=threads, process_index=jax.process_index(),
+                                       process_count=jax.process_count()),
         eval_batches=lambda: pipeline.stream_eval_batches(eval_src, config.eval_batch_size,
                                                           num_threads=threads),
         num_classes=train_src.num_classes, image_shape=(d.image_size, d.image_size, d.channels),
@@ -282,7 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   sigterm = _SigtermFlag(sync_every=min(config.log_every, config.checkpoint_every or 10**9))
   try:
     for step in range(start, num_steps):
-      batch = dp.put_batch(train_data.batch(step))
+      batch = dp.put_batch(train_data.batch(step),
+                           local=getattr(train_data, 'process_local', False))
       state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
       window.append(metrics)
       done = step + 1

@@ -129,24 +129,26 @@ class DataParallel:
 
   # -- batches ----------------------------------------------------------------
 
-  def put_batch(self, batch: dict) -> dict:
-    """Places a global batch (the same on every process) for the step.
+  def put_batch(self, batch: dict, local: bool = False) -> dict:
+    """Places a batch for the step.
 
-    Each process keeps only its own rows; under pmap the local rows are split
-    into one slice per local device.
+    ``batch`` is the global batch (the same on every process; each keeps only
+    its own rows), or with ``local=True`` this process's rows already (a
+    sharded stream). Under pmap the local rows are split into one slice per
+    local device.
     """
-    local = batch
-    if self.process_count > 1:
-      rows = next(iter(batch.values())).shape[0] // self.process_count
-      lo = self.process_index * rows
-      local = jax.tree.map(lambda x: np.asarray(x[lo:lo + rows]), batch)
+    rows = batch
+    if self.process_count > 1 and not local:
+      n = next(iter(batch.values())).shape[0] // self.process_count
+      lo = self.process_index * n
+      rows = jax.tree.map(lambda x: np.asarray(x[lo:lo + n]), batch)
     if self.mode == 'pmap':
-      n = len(self.local_devices)
-      return jax.tree.map(lambda x: jnp.reshape(x, (n, x.shape[0] // n, *x.shape[1:])), local)
+      d = len(self.local_devices)
+      return jax.tree.map(lambda x: jnp.reshape(x, (d, x.shape[0] // d, *x.shape[1:])), rows)
     if self.process_count > 1:
       return jax.tree.map(
-          lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local)
-    return jax.device_put(batch, self.batch_sharding)
+          lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), rows)
+    return jax.device_put(rows, self.batch_sharding)
 
   # -- steps ------------------------------------------------------------------
 

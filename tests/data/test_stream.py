@@ -183,3 +183,32 @@ def test_all_corrupt_training_data_is_a_clear_error(tmp_path):
   data = StreamTrainData(src, batch_size=2, seed=0, num_threads=0)
   with pytest.warns(UserWarning), pytest.raises(ValueError, match='every file was skipped'):
     data.batch(0)
+
+
+def test_process_shards_decode_only_their_rows_and_rebuild_the_global_batch(source):
+  from cnn_jax.data.pipeline import StreamTrainData
+  whole = StreamTrainData(source, batch_size=6, seed=1, num_threads=0)
+  shards = [StreamTrainData(source, batch_size=6, seed=1, num_threads=0, process_index=i,
+                            process_count=3) for i in range(3)]
+  assert not whole.process_local and all(s.process_local for s in shards)
+  for step in range(5):  # across the epoch boundary (3 steps of 6 out of 23)
+    want = np.asarray(whole.batch(step)['image'][:, 0, 0, 0])
+    got = np.concatenate([np.asarray(s.batch(step)['image'][:, 0, 0, 0]) for s in shards])
+    np.testing.assert_array_equal(got, want)
+  with pytest.raises(ValueError, match=r'count dividing batch_size=6'):
+    list(S.make_stream(source, batch_size=6, seed=0, shard=(0, 4)))
+
+
+def test_a_shard_reads_only_its_own_files(source):
+  read = []
+
+  class Counting:
+    def __len__(self):
+      return len(source)
+
+    def __getitem__(self, i):
+      read.append(i)
+      return source[i]
+
+  next(iter(S.make_stream(Counting(), batch_size=6, seed=0, num_threads=0, shard=(1, 3))))
+  assert len(read) == 2  # one shard of one batch: 6 / 3 rows decoded, not 6

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = pathlib.Path(__file__).parents[2]
 
@@ -74,19 +75,35 @@ def _train_losses(workdir):
   return [r['loss'] for r in rows if r['split'] == 'train']
 
 
+def _image_folder(root):
+  rng = np.random.default_rng(0)
+  for split, n in (('train', 40), ('test', 10)):
+    for k in range(4):
+      folder = root / split / f'class{k}'
+      folder.mkdir(parents=True)
+      for i in range(n):
+        img = np.clip(rng.normal(60 * k + 30, 30, (8, 8, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f'{i}.png')
+  return root
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process_under_jit_and_pmap(tmp_path):
-  """pmap's BatchNorm and gradient pmeans must span both hosts, not each host.
+  """Streamed data, each process decoding only its rows; pmap's BatchNorm and
+  gradient pmeans must span both hosts, not each host.
 
   Augmentation is off: pmap draws each device's flips from its own key
   (``fold_in(axis_index)``), so only the jit path reproduces one device's draws.
   """
-  no_aug = ['--config.augment.flip=False']
-  _launch(tmp_path / 'one', steps=10, processes=1, extra=no_aug)
+  root = _image_folder(tmp_path / 'data')
+  extra = ['--config.augment.flip=False', '--config.data.name=image_folder',
+           f'--config.data.root={root}', '--config.data.streaming=True',
+           '--config.data.image_size=8', '--config.data.num_workers=2']
+  _launch(tmp_path / 'one', steps=10, processes=1, extra=extra)
   reference = _train_losses(tmp_path / 'one')
   for mode in ('jit', 'pmap'):
-    out = _launch(tmp_path / mode, steps=10, parallel=mode, extra=no_aug)
-    assert 'after 10 steps' in out[0]
+    out = _launch(tmp_path / mode, steps=10, parallel=mode, extra=extra)
+    assert 'after 10 steps' in out[0] and 'on 40 examples' in out[0]
     np.testing.assert_allclose(_train_losses(tmp_path / mode), reference, rtol=1e-4,
                                err_msg=mode)
 

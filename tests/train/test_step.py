@@ -106,3 +106,26 @@ def test_bfloat16_compute_keeps_float32_params(data):
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves((state.params,
                                                               state.batch_stats)))
   assert np.isfinite(float(metrics['loss']))
+  # ... while the convolutions really run in bf16 (forward and backward).
+  jaxpr = jax.make_jaxpr(step)(state, batches.batch(1), jax.random.key(1))
+  text = str(jaxpr)
+  conv_lines = [line for line in text.splitlines() if 'conv_general_dilated' in line]
+  assert conv_lines and all('bf16[' in line for line in conv_lines)
+
+
+def test_label_smoothing_reaches_the_loss():
+  model = _AuxNet()
+  tx, schedule, state = _setup(model, lr=0.0)
+  batch = {'image': jnp.full((4, 16, 16, 3), 100, jnp.uint8),
+           'label': jnp.array([0, 1, 2, 1], jnp.int32)}
+  h = ((100 / 255 - 0.5) / 0.25) * jnp.ones((4, 3))
+  p = state.params
+  logits = h @ p['main']['kernel'] + p['main']['bias']
+  aux = h @ p['aux']['kernel'] + p['aux']['bias']
+  for eps in (0.0, 0.3):
+    step = make_train_step(model, tx, schedule, mean=MEAN, std=STD, label_smoothing=eps)
+    _, metrics = step(state, batch, jax.random.key(0))
+    want = (losses.softmax_cross_entropy(logits, batch['label'], label_smoothing=eps) +
+            AUX_LOSS_WEIGHT * losses.softmax_cross_entropy(aux, batch['label'],
+                                                           label_smoothing=eps))
+    assert float(metrics['loss']) == pytest.approx(float(want), rel=1e-5)
