@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 from typing import Any
 
@@ -309,30 +308,7 @@ def results_table(r: dict) -> str:
   ])
 
 
-def main(argv, flags) -> None:
-  del argv
-  cfg, workdir = flags['config'].value, flags['workdir'].value
-  if cfg is None or not workdir:
-    print('error: both --config=configs/face_verify.py and --workdir=DIR are required.',
-          file=sys.stderr)
-    sys.exit(2)
-  try:
-    results = run(cfg, workdir, quiet=flags['quiet'].value)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(results_table(results))
-
-
 if __name__ == '__main__':
-  # Flags only when run as a script, so importing does not clash with cnn_jax.main's.
-  from absl import app
-  from absl import flags as absl_flags
-  from ml_collections import config_flags
-  _flags = {
-      'config': config_flags.DEFINE_config_file('config', None, 'configs/face_verify.py[:ARG]',
-                                                lock_config=True),
-      'workdir': absl_flags.DEFINE_string('workdir', None, 'output folder'),
-      'quiet': absl_flags.DEFINE_bool('quiet', False, 'no progress bar'),
-  }
-  app.run(lambda argv: main(argv, _flags))
+  from experiments.cli import run_script
+  run_script('configs/face_verify.py', lambda cfg, d, quiet: run(cfg, d, quiet=quiet),
+             results_table)

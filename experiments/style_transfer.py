@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -252,35 +251,14 @@ def run(cfg: Any, out_dir: str | pathlib.Path, *, quiet: bool = False) -> dict:
   return summary
 
 
-def main(argv, flags) -> None:
-  del argv
-  cfg, out_dir = flags['config'].value, flags['out_dir'].value
-  if cfg is None or not out_dir:
-    print('error: both --config=configs/style_transfer.py and --out_dir=DIR are required.',
-          file=sys.stderr)
-    sys.exit(2)
-  try:
-    summary = run(cfg, out_dir, quiet=flags['quiet'].value)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+def summary_line(summary: dict) -> str:
   f, l = summary['first'], summary['last']
-  print(f"loss {f['total']:.4g} -> {l['total']:.4g} (content {l['content']:.4g}, style "
-        f"{l['style']:.4g}) in {summary['seconds']:.1f} s at {summary['working_size']}; "
-        f"weights: {summary['weights']}; wrote {summary['output']}")
+  return (f"loss {f['total']:.4g} -> {l['total']:.4g} (content {l['content']:.4g}, style "
+          f"{l['style']:.4g}) in {summary['seconds']:.1f} s at {summary['working_size']}; "
+          f"weights: {summary['weights']}; wrote {summary['output']}")
 
 
 if __name__ == '__main__':
-  # Flags are defined only when run as a script: importing this module (tests,
-  # notebooks) must not clash with cnn_jax.main's --config.
-  from absl import app
-  from absl import flags as absl_flags
-  from ml_collections import config_flags
-  _flags = {
-      'config': config_flags.DEFINE_config_file('config', None,
-                                                'configs/style_transfer.py[:ARG]',
-                                                lock_config=True),
-      'out_dir': absl_flags.DEFINE_string('out_dir', None, 'output folder'),
-      'quiet': absl_flags.DEFINE_bool('quiet', False, 'no progress bar'),
-  }
-  app.run(lambda argv: main(argv, _flags))
+  from experiments.cli import run_script
+  run_script('configs/style_transfer.py', lambda cfg, d, quiet: run(cfg, d, quiet=quiet),
+             summary_line, dir_flag='out_dir')

@@ -82,7 +82,6 @@ def _side_by_side(image: np.ndarray, heat: np.ndarray, path: pathlib.Path, title
 def run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None, *,
         layers: list[str] | None = None, units: list[int] | None = None, image: int = 0,
         top_k: int = 8, which: str = 'latest', max_images: int = 2000) -> dict:
-  import jax
   import jax.numpy as jnp
   import ml_collections
   from cnn_jax.data import augment

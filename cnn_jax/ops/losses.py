@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from cnn_jax.ops.shapes import check_mask
 

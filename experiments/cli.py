@@ -1,0 +1,50 @@
+"""The command line shared by the config-driven experiment scripts.
+
+    python -m experiments.detect --config=configs/detect.py[:ARG] --workdir=DIR [--quiet]
+
+Each script calls :func:`run_script` under ``if __name__ == '__main__'`` (so
+importing it, in tests or notebooks, defines no flags that could clash with
+``cnn_jax.main``'s). Bad input ends with one ``error: ...`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+# What a script's run() raises for bad input, as opposed to a bug.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+
+
+def run_script(config_file: str, run: Callable[[Any, str, bool], Any],
+               report: Callable[[Any], str], *, dir_flag: str = 'workdir') -> None:
+  """Parses ``--config``, ``--<dir_flag>`` and ``--quiet``, runs, prints ``report(result)``.
+
+  Args:
+    config_file: the default config path shown in ``--help``, e.g. 'configs/detect.py'.
+    run: ``(config, out_dir, quiet) -> result``.
+    report: the summary printed on success.
+    dir_flag: the output folder's flag name.
+  """
+  from absl import app, flags
+  from ml_collections import config_flags
+  config = config_flags.DEFINE_config_file('config', None, f'{config_file}[:ARG]',
+                                           lock_config=True)
+  out_dir = flags.DEFINE_string(dir_flag, None, 'output folder')
+  quiet = flags.DEFINE_bool('quiet', False, 'no progress bar')
+
+  def main(argv):
+    del argv
+    if config.value is None or not out_dir.value:
+      print(f'error: both --config={config_file} and --{dir_flag}=DIR are required.',
+            file=sys.stderr)
+      sys.exit(2)
+    try:
+      result = run(config.value, out_dir.value, quiet.value)
+    except USER_ERRORS as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+    print(report(result))
+
+  app.run(main)

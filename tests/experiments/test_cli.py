@@ -1,0 +1,32 @@
+"""The experiment scripts' shared command line: one-line errors, exit status 2."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+def script(module, *args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('XLA_FLAGS', None)
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('module,args,message', [
+    ('experiments.speedrun', ['--config=configs/cifar_speedrun.py', '--workdir=WORK'],
+     'error: data=folder needs --config.root=DIR'),
+    ('experiments.detect', ['--config=configs/detect.py'],
+     'error: both --config=configs/detect.py and --workdir=DIR are required.'),
+    ('experiments.style_transfer', ['--config=configs/style_transfer.py'],
+     'error: both --config=configs/style_transfer.py and --out_dir=DIR are required.'),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, module, args, message):
+  r = script(module, *(a.replace('WORK', str(tmp_path)) for a in args))
+  assert r.returncode == 2, r.stderr
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(message), r.stderr
