@@ -220,7 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         f'{config.model.kwargs.to_dict()} on input {input_shape}: {type(e).__name__}: '
         f'{str(e).splitlines()[0] if str(e) else ""}; fix --config.model.kwargs.') from e
   transfer.check_patterns(state.params, config.transfer.freeze, 'transfer.freeze')
-  transfer.check_patterns(state.params, config.transfer.exclude, 'transfer.exclude')
+  if config.transfer.init_from:  # exclude only means something when copying a run
+    transfer.check_patterns(state.params, config.transfer.exclude, 'transfer.exclude')
 
   ckpt = Checkpointer(workdir / 'checkpoints', save_every=config.checkpoint_every,
                       max_to_keep=config.keep_checkpoints, keep_best=config.keep_best)

@@ -66,3 +66,17 @@ def test_nan_loss_stops_with_the_step(tmp_path):
   c.schedule.name = 'constant'
   with pytest.raises(loop.NonFiniteLossError, match=r'loss became (nan|inf) at step \d+'):
     loop.train_and_evaluate(c, tmp_path, quiet=True)
+
+
+def test_tfds_run_through_the_loop_with_mock_data(tmp_path, capsys):
+  """The lenet5_mnist config's data path end to end (tfds.data_source, mocked records)."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  from cnn_jax.train.config import load_config
+  c = load_config('lenet5_mnist')
+  c.num_steps, c.log_every, c.eval_every, c.batch_size, c.eval_batch_size = 4, 2, 0, 16, 16
+  with tfds.testing.mock_data(num_examples=48):
+    result = loop.train_and_evaluate(c, tmp_path, quiet=False)
+  assert result['steps'] == 4 and result['eval']['count'] == 48
+  assert np.isfinite(result['eval']['loss'])
+  bar = capsys.readouterr().err  # the progress bar (quiet=False): steps, ETA, img/s
+  assert '4/4' in bar and 'img_s=' in bar
