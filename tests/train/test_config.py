@@ -1,5 +1,6 @@
 """Config arguments and validation errors."""
 
+import numpy as np
 import pytest
 
 from cnn_jax.train import config as config_lib
@@ -80,3 +81,23 @@ def test_load_config_errors_and_bare_names():
     config_lib.load_config('nope')
   with pytest.raises(ValueError, match='mode=features needs source=WORKDIR'):
     config_lib.load_config('transfer', 'mode=features')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_trains_two_steps(path, tmp_path):
+  """Each config's model, optimiser and schedule really run (on tiny synthetic data)."""
+  from cnn_jax.train import loop
+  cfg = config_lib.load_config(path)
+  cfg.data.name, cfg.data.streaming = 'synthetic', False
+  cfg.data.num_train, cfg.data.num_eval, cfg.data.image_size = 64, 16, 32
+  cfg.data.classes, cfg.data.examples_per_class = (), 0
+  cfg.data.channels, cfg.data.mean, cfg.data.std = 3, (0.5,) * 3, (0.25,) * 3  # synthetic is RGB
+  cfg.transfer.init_from = ''
+  cfg.batch_size, cfg.eval_batch_size, cfg.num_devices = 8, 16, 1
+  cfg.num_steps, cfg.num_epochs, cfg.log_every, cfg.eval_every = 2, 0.0, 1, 0
+  cfg.schedule.warmup_steps = 0
+  if cfg.schedule.name == 'piecewise':
+    cfg.schedule.decay_steps = (1,)
+  result = loop.train_and_evaluate(cfg, tmp_path, quiet=True)
+  assert result['steps'] == 2 and np.isfinite(result['eval']['loss'])
