@@ -136,10 +136,14 @@ def conv2d_einsum(x: jax.Array, w: jax.Array, *, stride=1, padding: Padding = 'V
     y = None
     for p in range(kh):
       for q in range(kw):
-        t = taps[p][q].reshape(n, h_out, w_out, groups, c_in_g)
-        term = jnp.einsum('nhwgc,cgo->nhwgo', t, wg[p, q], precision=precision)
+        if groups == 1:  # a plain (N H W, C) x (C, O) matmul: no group axis in the way
+          term = jnp.einsum('nhwc,co->nhwo', taps[p][q], w[p, q], precision=precision)
+        else:
+          t = taps[p][q].reshape(n, h_out, w_out, groups, c_in_g)
+          term = jnp.einsum('nhwgc,cgo->nhwgo', t, wg[p, q],
+                            precision=precision).reshape(n, h_out, w_out, c_out)
         y = term if y is None else y + term
-    return y.reshape(n, h_out, w_out, c_out)
+    return y
   patches = extract_patches(x, (kh, kw), stride=stride, padding=padding, dilation=dilation)
   n, h_out, w_out = patches.shape[:3]
   if groups == 1:

@@ -44,7 +44,7 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.batch_size = 128
-  c.eval_batch_size = 500
+  c.eval_batch_size = 512      # a power of two: divides any usual device count
   c.num_steps = 1000           # total optimizer steps; 0 means use num_epochs
   c.num_epochs = 0.0
   c.log_every = 50
