@@ -102,9 +102,7 @@ def main(argv=None) -> int:
   p.add_argument('--repeats', type=int, default=5 if on_cpu else 30)
   p.add_argument('--out', default='benchmarks/results/conv_impls.json')
   args = p.parse_args(argv)
-  unknown = set(args.shapes.split(',')) - set(SHAPES)
-  if unknown:
-    p.error(f'unknown shape group(s) {sorted(unknown)}; choose from {sorted(SHAPES)}')
+  timer.choose(p, args.shapes, SHAPES, 'shape group(s)')
   result = run(args)
   print('wrote', timer.write_json(args.out, result))
   return 0

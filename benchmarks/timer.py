@@ -67,3 +67,12 @@ def write_json(path: str | pathlib.Path, payload: dict) -> pathlib.Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(payload, indent=2) + '\n')
   return path
+
+
+def choose(parser, value: str, known, what: str) -> list[str]:
+  """A comma list of names, each one of ``known``; else the parser's one-line error."""
+  names = value.split(',')
+  unknown = sorted(set(names) - set(known))
+  if unknown:
+    parser.error(f'unknown {what} {unknown}; choose from {sorted(known)}')
+  return names

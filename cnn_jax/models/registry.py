@@ -19,6 +19,7 @@ from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
 from cnn_jax.models.simple import SimpleCNN
+from cnn_jax.models.speednet import SpeedNet
 from cnn_jax.models.vgg import VGG
 from cnn_jax.models.yolo import YOLO
 
@@ -35,6 +36,7 @@ _MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
        for d in (20, 32, 44, 56, 110)},
     'googlenet': (GoogLeNet, {}),
     'simple_cnn': (SimpleCNN, {}),
+    'speednet': (SpeedNet, {}),
     'yolo': (YOLO, {}),
     **{f'fcn{v}': (FCN, {'variant': v}) for v in ('32s', '16s', '8s')},
 }

@@ -1,24 +1,51 @@
 """The model registry: every name builds, errors list the valid choices."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from cnn_jax import models
 from cnn_jax.models import registry
+from cnn_jax.ops import conv
 
 
-def test_every_registered_model_initialises_abstractly():
+def _input_shape(name):
+  if name == 'lenet5_classic':
+    return (1, 32, 32, 1)
+  return (1, 32, 32, 3) if name.startswith(('cifar', 'lenet', 'speednet')) else (1, 224, 224, 3)
+
+
+@functools.lru_cache(maxsize=None)
+def _abstract_variables(name):
+  """Shapes of a model's variables; every conv impl declares the same ones."""
+  model = models.get_model(name)
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+  return jax.eval_shape(lambda: model.init_with_output(rngs, jnp.zeros(_input_shape(name))))
+
+
+def test_every_registered_model_initialises():
   for name in models.list_models():
-    model = models.get_model(name)
-    shape = (1, 32, 32, 1 if name == 'lenet5_classic' else 3)
-    if not (name.startswith(('cifar', 'lenet'))):
-      shape = (1, 224, 224, 3)
-    out = jax.eval_shape(lambda: model.init_with_output(
-        {'params': jax.random.key(0), 'dropout': jax.random.key(1)}, jnp.zeros(shape))[0])
+    out, _ = _abstract_variables(name)
     # Classifiers give (N, classes); FCNs (N, H, W, classes); YOLO (N, S, S, B, 5 + C).
     expected = 4 if name.startswith('fcn') else 5 if name == 'yolo' else 2
     assert out.ndim == expected, name
+
+
+@pytest.mark.parametrize('impl', conv.IMPLS[1:])
+def test_conv_impl_reaches_every_conv_of_every_model(impl):
+  for name in models.list_models():
+    model = models.get_model(name, conv_impl=impl)
+    x = jnp.zeros(_input_shape(name))
+    variables = _abstract_variables(name)[1]
+    jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables))
+    assert 'conv_general_dilated' not in jaxpr, name
+    if name in ('lenet5', 'cifar_resnet20', 'fcn8s', 'speednet'):  # and the backward pass
+      grad = jax.make_jaxpr(jax.grad(lambda v: jnp.sum(model.apply(
+          v, x, train=True, rngs={'dropout': jax.random.key(2)},
+          mutable=['batch_stats'])[0])))(variables)
+      assert 'conv_general_dilated' not in str(grad), name
 
 
 def test_overrides_and_defaults():

@@ -1,0 +1,288 @@
+r"""Images/s of the real train step, side by side with baselines, plus TFLOP/s and MFU.
+
+Candidates, timed interleaved in one process (``benchmarks/timer.py``):
+
+* ``cnn_jax``: the project's step (``cnn_jax.train.step.make_train_step``):
+  uint8 batch in, normalisation, random crop + flip, BN, SGD momentum + weight
+  decay, loss/accuracy/grad-norm metrics.
+* ``flax_baseline`` (ResNet-20/56 only): the same network written the way a
+  user writes it from the flax examples (``nn.Conv``, ``nn.BatchNorm``,
+  ``optax.sgd``, ``optax.softmax_cross_entropy``; float input, no augmentation),
+  defined in this file.
+* ``torch`` (``--torch``, when PyTorch is installed): the same ResNet in
+  PyTorch, channels_last, AMP for bf16, ``torch.compile`` (on the GPU image).
+
+TFLOP/s come from XLA's cost analysis of the compiled step; MFU divides them by
+a matmul peak measured on the same device in the same run.
+
+  python -m benchmarks.train_throughput                        # CPU: ResNet-20, batch 128
+  python -m benchmarks.train_throughput --models resnet20,resnet56,resnet50 \
+      --batches 128,512 --dtypes float32,bfloat16 --torch      # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks import timer
+
+MODELS = {  # name -> (registry name, kwargs, image side, baseline depth or None)
+    'resnet20': ('cifar_resnet', {'depth': 20}, 32, 20),
+    'resnet56': ('cifar_resnet', {'depth': 56}, 32, 56),
+    'resnet50': ('resnet50', {}, 224, None),
+}
+
+
+# ----------------------------------------------------------------------------- baseline
+
+class _BaselineBlock(nn.Module):
+  """A CIFAR basic block as the flax examples write it (option A shortcut)."""
+  features: int
+  strides: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    y = conv(self.features, (3, 3), (self.strides, self.strides), padding=1)(x)
+    y = nn.relu(norm()(y))
+    y = conv(self.features, (3, 3), padding=1)(y)
+    y = norm()(y)
+    if self.strides != 1 or x.shape[-1] != self.features:
+      x = x[:, ::self.strides, ::self.strides]
+      pad = self.features - x.shape[-1]
+      x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (pad // 2, pad - pad // 2)))
+    return nn.relu(x + y)
+
+
+class BaselineResNet(nn.Module):
+  """He et al.'s CIFAR ResNet-n in plain flax.linen (the benchmark's reference)."""
+  depth: int = 20
+  num_classes: int = 10
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    n = (self.depth - 2) // 6
+    x = nn.Conv(16, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x))
+    for i, features in enumerate((16, 32, 64)):
+      for j in range(n):
+        x = _BaselineBlock(features, 2 if i > 0 and j == 0 else 1, self.dtype)(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+
+
+def baseline_step_fn(depth: int, batch: int, dtype):
+  """``(state, step)`` of the flax-examples-style train step, ready to time."""
+  model = BaselineResNet(depth=depth, dtype=dtype)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(0.1, momentum=0.9))
+  state = (variables['params'], variables['batch_stats'], tx.init(variables['params']))
+
+  @functools.partial(jax.jit, donate_argnums=0)  # as the flax examples' pmap'd step
+  def step(state, images, labels):
+    params, batch_stats, opt_state = state
+
+    def loss_fn(params):
+      logits, updates = model.apply({'params': params, 'batch_stats': batch_stats}, images,
+                                    train=True, mutable=['batch_stats'])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+      return loss, (logits, updates['batch_stats'])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return (params, batch_stats, opt_state), {'loss': loss,
+                                              'accuracy': jnp.mean(logits.argmax(-1) == labels)}
+
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.normal(size=(batch, 32, 32, 3)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 10, batch), jnp.int32)
+  return state, lambda s: step(s, images, labels)
+
+
+# ----------------------------------------------------------------------------- project
+
+def project_step_fn(name: str, batch: int, dtype_name: str):
+  """The training loop's own step: ``make_train_step`` compiled by ``DataParallel``.
+
+  That is what ``cnn_jax.main`` runs (state donated, batch sharded, here over
+  one device), with the uint8 batch normalised and augmented inside.
+  """
+  from cnn_jax.models import get_model
+  from cnn_jax.train.parallel import DataParallel
+  from cnn_jax.train.state import create_train_state
+  from cnn_jax.train.step import make_train_step
+  reg, kwargs, side, _ = MODELS[name]
+  dtype = jnp.bfloat16 if dtype_name == 'bfloat16' else None
+  model = get_model(reg, num_classes=10 if side == 32 else 1000, dtype=dtype, **kwargs)
+  schedule = optax.constant_schedule(0.1)
+  tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(schedule, momentum=0.9))
+  dp = DataParallel('jit', jax.devices()[:1])
+  state = dp.put_state(jax.jit(lambda k: create_train_state(model, tx, k, (1, side, side, 3)))(
+      jax.random.key(0)))
+  train_step = make_train_step(model, tx, schedule, mean=(0.5,) * 3, std=(0.25,) * 3,
+                               augment={'crop_padding': 4, 'flip': True})
+  step = dp.compile_train(train_step)
+  rng = np.random.default_rng(0)
+  batch_arrays = dp.put_batch({
+      'image': jnp.asarray(rng.integers(0, 256, (batch, side, side, 3), np.uint8)),
+      'label': jnp.asarray(rng.integers(0, 10, batch), jnp.int32)})
+  key = jax.random.key(1)
+  return state, lambda s: step(s, batch_arrays, key), (train_step, batch_arrays, key)
+
+
+# ----------------------------------------------------------------------------- torch
+
+def torch_step_fn(depth: int, batch: int, dtype_name: str):
+  """The same CIFAR ResNet in PyTorch (channels_last, AMP, torch.compile on GPU)."""
+  import torch
+  import torch.nn as tnn
+  import torch.nn.functional as F
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+
+  class Block(tnn.Module):
+    def __init__(self, c_in, c_out, stride):
+      super().__init__()
+      self.c1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+      self.b1 = tnn.BatchNorm2d(c_out)
+      self.c2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+      self.b2 = tnn.BatchNorm2d(c_out)
+      self.stride, self.pad = stride, c_out - c_in
+
+    def forward(self, x):
+      y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+      if self.stride != 1 or self.pad:
+        x = F.pad(x[:, :, ::self.stride, ::self.stride],
+                  (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+      return F.relu(x + y)
+
+  n = (depth - 2) // 6
+  layers, c_in = [tnn.Conv2d(3, 16, 3, 1, 1, bias=False), tnn.BatchNorm2d(16), tnn.ReLU()], 16
+  for i, c in enumerate((16, 32, 64)):
+    for j in range(n):
+      layers.append(Block(c_in, c, 2 if i > 0 and j == 0 else 1))
+      c_in = c
+  layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, 10)]
+  model = tnn.Sequential(*layers).to(device, memory_format=torch.channels_last)
+  opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+  compiled = torch.compile(model) if device == 'cuda' else model
+  x = torch.randn(batch, 3, 32, 32, device=device).to(memory_format=torch.channels_last)
+  y = torch.randint(0, 10, (batch,), device=device)
+  amp = dtype_name == 'bfloat16'
+
+  def step(_):
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+      loss = F.cross_entropy(compiled(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if device == 'cuda':
+      torch.cuda.synchronize()
+    return None
+
+  return None, step
+
+
+# ----------------------------------------------------------------------------- peak
+
+def matmul_peak_tflops(dtype_name: str, n: int, repeats: int) -> float:
+  """Achieved TFLOP/s of an n x n x n matmul: the device's practical peak."""
+  dtype = jnp.dtype(dtype_name)
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  mm = jax.jit(jnp.matmul)
+  t = timer.time_interleaved({'mm': lambda: mm(a, b)}, repeats=repeats, warmup=2)
+  return 2 * n ** 3 / t['mm']['median_s'] / 1e12
+
+
+class _Stateful:
+  """Adapts ``state -> (state, metrics)`` steps to the timer's zero-argument calls."""
+
+  def __init__(self, state, step):
+    self.state, self.step = state, step
+
+  def __call__(self):
+    out = self.step(self.state)
+    if isinstance(out, tuple):
+      self.state, metrics = out
+      return metrics
+    return out
+
+
+def run(args) -> dict:
+  from cnn_jax.models.introspect import xla_flops
+  rows = []
+  peaks = {d: matmul_peak_tflops(d, args.matmul_n, args.repeats) for d in args.dtypes.split(',')}
+  for d, p in peaks.items():
+    print(f'matmul peak {d}: {p:.3f} TFLOP/s ({args.matmul_n}^3)', flush=True)
+  for name in args.models.split(','):
+    _, _, _, base_depth = MODELS[name]
+    for batch in (int(b) for b in args.batches.split(',')):
+      for dtype_name in args.dtypes.split(','):
+        state, fn, (step, arrays, key) = project_step_fn(name, batch, dtype_name)
+        flops = xla_flops(step, state, arrays, key) or float('nan')  # before donation
+        candidates = {'cnn_jax': _Stateful(state, fn)}
+        if base_depth is not None:
+          dtype = jnp.bfloat16 if dtype_name == 'bfloat16' else jnp.float32
+          candidates['flax_baseline'] = _Stateful(*baseline_step_fn(base_depth, batch, dtype))
+          if args.torch:
+            try:
+              candidates['torch'] = _Stateful(*torch_step_fn(base_depth, batch, dtype_name))
+            except ImportError:
+              print('torch is not installed: skipped', flush=True)
+        t = timer.time_interleaved(candidates, repeats=args.repeats, warmup=2)
+        row = {'model': name, 'batch': batch, 'dtype': dtype_name,
+               'step_gflops': flops / 1e9, 'matmul_peak_tflops': peaks[dtype_name]}
+        for cand, r in t.items():
+          row[f'{cand}_img_s'] = batch / r['median_s']
+          row[f'{cand}_best_img_s'] = batch / r['min_s']  # the least disturbed repeat
+          row[f'{cand}_compile_s'] = r['compile_s']
+        row['cnn_jax_tflops'] = flops / t['cnn_jax']['median_s'] / 1e12
+        row['cnn_jax_mfu'] = row['cnn_jax_tflops'] / peaks[dtype_name]
+        line = (f"{name:9s} b{batch:<4d} {dtype_name:8s} cnn_jax {row['cnn_jax_img_s']:9.1f} "
+                f"img/s ({row['cnn_jax_tflops']:.3f} TF/s, MFU {100 * row['cnn_jax_mfu']:.1f}%)")
+        for cand in t:
+          if cand != 'cnn_jax':
+            row[f'ratio_cnn_jax_over_{cand}'] = row['cnn_jax_img_s'] / row[f'{cand}_img_s']
+            row[f'best_ratio_cnn_jax_over_{cand}'] = (row['cnn_jax_best_img_s'] /
+                                                      row[f'{cand}_best_img_s'])
+            line += (f"  {cand} {row[f'{cand}_img_s']:9.1f} img/s (ratio "
+                     f"{row[f'ratio_cnn_jax_over_{cand}']:.3f}, of best repeats "
+                     f"{row[f'best_ratio_cnn_jax_over_{cand}']:.3f})")
+        print(line, flush=True)
+        rows.append(row)
+  return {'benchmark': 'train_throughput', 'environment': timer.environment(), 'rows': rows}
+
+
+def main(argv=None) -> int:
+  on_cpu = jax.default_backend() == 'cpu'
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--models', default='resnet20' if on_cpu else 'resnet20,resnet56,resnet50')
+  p.add_argument('--batches', default='128' if on_cpu else '128,512')
+  p.add_argument('--dtypes', default='float32' if on_cpu else 'float32,bfloat16')
+  p.add_argument('--repeats', type=int, default=30)
+  p.add_argument('--matmul-n', type=int, default=1024 if on_cpu else 8192)
+  p.add_argument('--torch', action='store_true', help='add the PyTorch reference')
+  p.add_argument('--out', default='benchmarks/results/train_throughput.json')
+  args = p.parse_args(argv)
+  timer.choose(p, args.models, MODELS, 'model(s)')
+  result = run(args)
+  print('wrote', timer.write_json(args.out, result))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
