@@ -6,9 +6,10 @@ Ten shape kinds (disc, square, triangle, ...) in random colours, sizes and
 positions on textured backgrounds, generated in code (no files, no network).
 Arg: none, or ``steps=N`` for a longer/shorter run.
 
-Result (2026-11-23, 2-core CPU dev machine, jax 0.10.2): eval accuracy 0.984 (loss
-0.116) on 2,000 held-out images (chance 0.10) after 600 steps of 128; 52 s wall
-including data generation and 2.7 s compilation; 2.2k img/s.
+Result (2026-12-01, 2-core CPU dev machine, jax 0.10.2, the command above in a
+clean clone): eval accuracy 0.9840 (loss 0.1166) on 2,000 held-out images
+(chance 0.10) after 600 steps of 128; 38 s wall including data generation and
+2.8 s compilation; 3.3k img/s.
 """
 
 import ml_collections
