@@ -95,17 +95,12 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  on_cpu = jax.default_backend() == 'cpu'
+  on_cpu = timer.add_common_args(p, 'conv_impls', cpu_repeats=5)
   p.add_argument('--batch', type=int, default=8 if on_cpu else 128)
   p.add_argument('--shapes', default='resnet20,resnet50', help='comma list of ' + ','.join(SHAPES))
-  p.add_argument('--dtypes', default='float32' if on_cpu else 'float32,bfloat16')
-  p.add_argument('--repeats', type=int, default=5 if on_cpu else 30)
-  p.add_argument('--out', default='benchmarks/results/conv_impls.json')
   args = p.parse_args(argv)
   timer.choose(p, args.shapes, SHAPES, 'shape group(s)')
-  result = run(args)
-  print('wrote', timer.write_json(args.out, result))
-  return 0
+  return timer.run_and_write(run, args)
 
 
 if __name__ == '__main__':

@@ -76,3 +76,18 @@ def choose(parser, value: str, known, what: str) -> list[str]:
   if unknown:
     parser.error(f'unknown {what} {unknown}; choose from {sorted(known)}')
   return names
+
+
+def add_common_args(parser, name: str, cpu_repeats: int) -> bool:
+  """``--dtypes``, ``--repeats`` and ``--out`` with defaults for the backend; True on CPU."""
+  on_cpu = jax.default_backend() == 'cpu'
+  parser.add_argument('--dtypes', default='float32' if on_cpu else 'float32,bfloat16')
+  parser.add_argument('--repeats', type=int, default=cpu_repeats if on_cpu else 30)
+  parser.add_argument('--out', default=f'benchmarks/results/{name}.json')
+  return on_cpu
+
+
+def run_and_write(run, args) -> int:
+  """Runs a benchmark and writes its JSON; the exit status for ``sys.exit``."""
+  print('wrote', write_json(args.out, run(args)))
+  return 0

@@ -268,20 +268,15 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-  on_cpu = jax.default_backend() == 'cpu'
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  on_cpu = timer.add_common_args(p, 'train_throughput', cpu_repeats=30)
   p.add_argument('--models', default='resnet20' if on_cpu else 'resnet20,resnet56,resnet50')
   p.add_argument('--batches', default='128' if on_cpu else '128,512')
-  p.add_argument('--dtypes', default='float32' if on_cpu else 'float32,bfloat16')
-  p.add_argument('--repeats', type=int, default=30)
   p.add_argument('--matmul-n', type=int, default=1024 if on_cpu else 8192)
   p.add_argument('--torch', action='store_true', help='add the PyTorch reference')
-  p.add_argument('--out', default='benchmarks/results/train_throughput.json')
   args = p.parse_args(argv)
   timer.choose(p, args.models, MODELS, 'model(s)')
-  result = run(args)
-  print('wrote', timer.write_json(args.out, result))
-  return 0
+  return timer.run_and_write(run, args)
 
 
 if __name__ == '__main__':
