@@ -47,6 +47,8 @@ class InMemoryTrainData:
       itself is replicated.
   """
 
+  process_local = False  # global batches: every process holds the whole set
+
   def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int, sharding=None):
     if len(dataset) < batch_size:
       raise ValueError(f'the training set has {len(dataset)} examples, fewer than one batch of '
@@ -147,12 +149,16 @@ class StreamTrainData:
     self.batch_size, self.seed, self.sharding = batch_size, seed, sharding
     self.num_threads = num_threads
     self.shard = (process_index, process_count)
-    self.process_local = process_count > 1
     self.steps_per_epoch = len(source) // batch_size
     if self.steps_per_epoch == 0:
       raise ValueError(f'the training set has {len(source)} examples, fewer than one batch of '
                        f'{batch_size}; lower batch_size.')
     self._iter, self._next_step = None, None
+
+  @property
+  def process_local(self) -> bool:
+    """Whether batches hold only this process's rows (``DataParallel.put_batch(local=)``)."""
+    return self.shard[1] > 1
 
   def _epoch(self, epoch: int) -> _EpochBatches:
     return _EpochBatches(lambda repeat: self._stream.make_stream(

@@ -42,11 +42,9 @@ def whitening_kernel(images: Any, patch: int = 2, eps: float = 5e-4) -> jax.Arra
     images: (N, H, W, C) float images, already normalised.
   """
   x = jnp.asarray(images, jnp.float32)
-  n, h, w, c = x.shape
-  # Patches in (kh, kw, C) order: the HWIO kernel's flattening.
-  patches = jnp.stack([x[:, i:h - patch + 1 + i, j:w - patch + 1 + j]
-                       for i in range(patch) for j in range(patch)], axis=-2)
-  patches = patches.reshape(-1, patch * patch * c)
+  c = x.shape[-1]
+  # (N, H', W', kh, kw, C): flattened in (kh, kw, C) order, the HWIO kernel's.
+  patches = conv.extract_patches(x, (patch, patch)).reshape(-1, patch * patch * c)
   centred = patches - patches.mean(axis=0)
   cov = centred.T @ centred / (patches.shape[0] - 1)
   eigvals, eigvecs = jnp.linalg.eigh(cov)

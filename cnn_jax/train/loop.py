@@ -284,8 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   sigterm = _SigtermFlag(sync_every=min(config.log_every, config.checkpoint_every or 10**9))
   try:
     for step in range(start, num_steps):
-      batch = dp.put_batch(train_data.batch(step),
-                           local=getattr(train_data, 'process_local', False))
+      batch = dp.put_batch(train_data.batch(step), local=train_data.process_local)
       state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
       window.append(metrics)
       done = step + 1
