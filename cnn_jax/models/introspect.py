@@ -31,6 +31,7 @@ from jax.extend import core as jex_core
 
 from cnn_jax.nn.layers import BatchNorm, Block, Conv, Dense
 from cnn_jax.ops import cost
+from cnn_jax.pytree import leaf_paths
 
 _LEAF_TYPES = (Conv, Dense, BatchNorm, Block)
 
@@ -168,9 +169,9 @@ def activations(model: nn.Module, variables: Any, x: jax.Array, names: Sequence[
           method == '__call__' and '/'.join(mdl.path) in wanted),
       mutable=['intermediates'], **call_kwargs)
   found = {}
-  flat, _ = jax.tree_util.tree_flatten_with_path(state.get('intermediates', {}))
-  for path, value in flat:
-    keys = [str(getattr(k, 'key', '')) for k in path]
+  # Captured outputs sit at '<module path>/__call__/0'.
+  for path, value in leaf_paths(state.get('intermediates', {})).items():
+    keys = path.split('/')
     found['/'.join(keys[:keys.index('__call__')])] = value
   missing = [n for n in names if n not in found]
   if missing:

@@ -60,6 +60,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_jax.pytree import leaf_paths
+
 Variables = Any  # A (nested dict) variables pytree: {'params': ..., 'batch_stats': ...}.
 Flat = dict[str, np.ndarray]
 
@@ -123,17 +125,9 @@ def save_flat(flat: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
 
 # --------------------------------------------------------------------------- variable paths
 
-def _key_str(k) -> str:
-  for attr in ('key', 'name', 'idx'):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
 def flat_paths(variables: Variables) -> dict[str, Any]:
   """``{'params/layer1_0/conv1/kernel': leaf, ...}`` for every leaf of ``variables``."""
-  leaves, _ = jax.tree_util.tree_flatten_with_path(variables)
-  return {'/'.join(_key_str(k) for k in path): leaf for path, leaf in leaves}
+  return leaf_paths(variables)
 
 
 def _leaf_name(collection: str, leaf: str, path: str) -> str:

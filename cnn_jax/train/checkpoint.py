@@ -1,70 +1,226 @@
 """Checkpoints of a ``TrainState`` (plus a small JSON data-iterator state) on orbax.
 
-Two orbax ``CheckpointManager``\\ s under one directory::
+One orbax ``CheckpointManager`` on one directory, a folder per step::
 
-  <directory>/latest/<step>/   the last ``max_to_keep`` periodic saves
-  <directory>/best/<step>/     the single best by ``best_metric`` (with its metrics)
+  <directory>/<step>/state/     the ``TrainState`` pytree (``StandardSave``)
+  <directory>/<step>/data/      when given: ``JsonSave`` of e.g. a grain iterator
+                                state or ``{'epoch': ...}``
+  <directory>/<step>/metrics/   eval steps only: the metrics they were saved with
 
-Each step folder holds two items: ``state`` (the ``TrainState`` pytree, saved
-with ``StandardSave``) and, when given, ``data`` (``JsonSave`` of e.g. a grain
-iterator state or ``{'epoch': ...}``).
+Retention is an orbax preservation policy: a step survives if it is one of the
+newest ``max_to_keep`` steps, or if it is the best by ``best_metric`` among the
+steps saved with metrics (the eval steps), however old. Periodic steps carry no
+metrics and never count as best.
 
 Usage in a training loop::
 
   ckpt = Checkpointer(workdir / 'checkpoints', save_every=1000)
   if ckpt.latest_step() is not None:
     state, data_state = ckpt.restore(jax.eval_shape(lambda: state))
+    if ckpt.restore_warning:
+      print(ckpt.restore_warning)  # the newest step was unreadable
   for step in ...:
     ckpt.save(step, state, data_state=data.state())  # no-op unless step % save_every == 0
-  ckpt.save(num_steps, state, force=True)
+    if step % eval_every == 0:
+      ckpt.save(step, state, metrics=eval_metrics)   # always written; ranked for best
+  ckpt.save(num_steps, state, metrics=final_metrics, force=True)
   ckpt.close()
 
 Crash safety comes from orbax: a step is written to ``<step>.orbax-checkpoint-tmp*``
 and renamed when complete, so a process killed mid-save leaves the previous
 checkpoints intact and the half-written folder is never listed (and is removed
-by the next ``Checkpointer`` on the directory).
+by the next ``Checkpointer`` on the directory). A committed step that was
+damaged later (a truncated file, a full disk, a bad copy) is skipped by
+``restore``, which resumes from the newest step that still reads.
 
-Multi-host: every process must call ``save`` / ``save_best`` / ``restore`` with
-the same arguments; orbax synchronises them and only the primary writes
-metadata. Do not guard the calls with ``jax.process_index() == 0``.
+Multi-host: every process must call ``save`` / ``restore`` with the same
+arguments; orbax synchronises them and only the primary writes metadata. Do not
+guard the calls with ``jax.process_index() == 0``. The fall-back past an
+unreadable step is decided by each process on its own, so all processes must
+read the same files (a shared filesystem) to agree on the step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import logging as py_logging
 import math
 import pathlib
+import sys
+import time
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from orbax.checkpoint.checkpoint_managers import preservation_policy
+
+from cnn_jax.pytree import leaf_paths
 
 _STATE = 'state'
 _DATA = 'data'
+# Longest reason quoted from an exception: tensorstore chains a dozen
+# "Error opening ... driver: " contexts ahead of the cause.
+_MAX_REASON = 240
 
 
-def _key_name(entry: Any) -> str:
-  """One path element as text, the same for a dict key, attribute or index.
+class CheckpointError(ValueError):
+  """No checkpoint of the directory (or not the one asked for) can be read."""
 
-  Orbax stores custom nodes (``TrainState``, optax namedtuples) as dicts and
-  lists, so ``opt_state[0].trace`` in the live tree is ``opt_state/0/trace`` in
-  the checkpoint; naming both the same way lets the two trees be compared.
+
+class _Unreadable(Exception):
+  """A step's files are damaged; ``reason`` is one short line."""
+
+  def __init__(self, reason: str):
+    super().__init__(reason)
+    self.reason = reason
+
+
+def _reason(e: BaseException) -> str:
+  """``'ValueError: DATA_LOSS: ...: <cause>'``: one line, without tensorstore's spec dump."""
+  text = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str is a repr
+  text = str(text).strip()
+  text = text.splitlines()[0] if text else ''
+  text = text.split(' [tensorstore_spec', 1)[0]
+  # Tensorstore's "CODE: context: context: ...: cause": keep the code and the cause.
+  parts = text.split(': ')
+  while len(': '.join(parts)) > _MAX_REASON and len(parts) > 3:
+    parts = [parts[0], '...', *parts[3:]]
+  text = ': '.join(parts)
+  if len(text) > _MAX_REASON:
+    text = text[:_MAX_REASON - 3] + '...'
+  return f'{type(e).__name__}: {text}' if text else type(e).__name__
+
+
+def _drop_closed_loop_errors(hook):
+  def unraisable(args):
+    # Tensorstore reads still in flight when orbax's event loop has given up
+    # on a failed restore call back into the closed loop.
+    if isinstance(args.exc_value, RuntimeError) and 'Event loop is closed' in str(args.exc_value):
+      return
+    hook(args)
+  return unraisable
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+  """Keeps orbax's, tensorstore's and asyncio's reports of a failed read off the console.
+
+  A damaged step makes orbax log errors with whole tensorstore specs and
+  asyncio print tracebacks of the reads it abandoned; the caller turns the
+  exception into one line instead. Process-wide while it lasts (logging is).
   """
-  for attr in ('key', 'name', 'idx'):
-    if hasattr(entry, attr):
-      return str(getattr(entry, attr))
-  return str(entry)
+  verbosity = logging.get_verbosity()
+  asyncio_logger = py_logging.getLogger('asyncio')
+  asyncio_level = asyncio_logger.level
+  hook = sys.unraisablehook
+  logging.set_verbosity(logging.FATAL)
+  asyncio_logger.setLevel(py_logging.CRITICAL)
+  sys.unraisablehook = _drop_closed_loop_errors(hook)
+  failed = False
+  try:
+    with warnings.catch_warnings():
+      warnings.filterwarnings('ignore', message='coroutine .* was never awaited',
+                              category=RuntimeWarning)
+      try:
+        yield
+      except BaseException:
+        failed = True
+        raise
+      finally:
+        if failed:
+          # Let the abandoned reads finish, and collect their futures and
+          # coroutines now, while their complaints are still silenced.
+          time.sleep(0.05)
+          gc.collect()
+  finally:
+    sys.unraisablehook = hook
+    asyncio_logger.setLevel(asyncio_level)
+    logging.set_verbosity(verbosity)
 
 
-def _leaf_path(path: tuple[Any, ...]) -> str:
-  return '/'.join(_key_name(k) for k in path)
+class _DropMissingMetricsWarning(py_logging.Filter):
+  """Orbax warns on every save without metrics once a best_fn is set: every periodic step."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return 'did not provide metrics' not in str(record.msg)
 
 
-def _flatten(tree: Any) -> dict[str, Any]:
-  """``{'params/conv1/kernel': leaf}`` in the tree's own leaf order."""
-  return {_leaf_path(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+def _metric(metrics: Any, name: str) -> float | None:
+  """``metrics[name]`` as a float, or None if it is missing, not a number, or NaN."""
+  try:
+    value = float(metrics[name])
+  except (KeyError, TypeError, ValueError):
+    return None
+  return None if math.isnan(value) else value
+
+
+def _rank_fn(best_metric: str, best_mode: str):
+  """Orbax's ``best_fn``: the metric, and the worst possible value where there is none.
+
+  A step from a run that tracked another metric, or whose metric was NaN,
+  then ranks last, and any real value replaces it as best.
+  """
+  worst = -math.inf if best_mode == 'max' else math.inf
+
+  def rank(metrics: Any) -> float:
+    value = _metric(metrics, best_metric)
+    return worst if value is None else value
+
+  return rank
+
+
+class _Manager(ocp.CheckpointManager):
+  """A ``CheckpointManager`` that reads a step's garbled metrics file as no metrics.
+
+  The manager reads every step's metrics as it opens the directory (to rank
+  them), where orbax would raise on one damaged file and so make the whole
+  directory unopenable. Such a step then ranks as a periodic one.
+  """
+
+  def metrics(self, step: int) -> Any:
+    try:
+      return super().metrics(step)
+    except Exception:  # pylint: disable=broad-except
+      return None
+
+
+def _open_manager(directory: pathlib.Path, *, max_to_keep: int | None, keep_best: bool,
+                  best_metric: str, best_mode: str, async_save: bool,
+                  read_only: bool = False) -> ocp.CheckpointManager:
+  """The one orbax manager of a checkpoint directory (see the module docstring)."""
+  if read_only:
+    policy = preservation_policy.PreserveAll()
+  else:
+    policies = [preservation_policy.LatestN(n=max_to_keep)]
+    if keep_best:
+      # BestN sorts ascending (descending with reverse) and keeps the last n:
+      # the best. Steps without metrics are the periodic ones; LatestN keeps
+      # those it should.
+      policies.append(preservation_policy.BestN(
+          get_metric_fn=_rank_fn(best_metric, best_mode), reverse=best_mode == 'min', n=1,
+          keep_checkpoints_without_metrics=False))
+    policy = preservation_policy.AnyPreservationPolicy(policies)
+  options = ocp.CheckpointManagerOptions(
+      create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only,
+      save_interval_steps=0 if read_only else 1,
+      enable_async_checkpointing=async_save, preservation_policy=policy,
+      # best_fn makes orbax write each eval step's metrics next to it (which
+      # is how the best step is known after a restart) and rank steps for
+      # best_step() exactly as BestN does. Retention is the policy's alone.
+      best_fn=_rank_fn(best_metric, best_mode), best_mode=best_mode)
+  # Registering the handlers up front (rather than letting orbax infer them
+  # from the first save) is what makes item metadata readable in a fresh
+  # process, before anything was saved: the mismatch check needs it.
+  with _quiet():  # a damaged step's metadata must not fill the console on opening
+    return _Manager(directory, options=options, item_names=(_STATE, _DATA),
+                    item_handlers={_STATE: ocp.StandardCheckpointHandler(),
+                                   _DATA: ocp.JsonCheckpointHandler()})
 
 
 def _to_abstract(tree: Any) -> Any:
@@ -87,22 +243,34 @@ def _to_abstract(tree: Any) -> Any:
 
 def _metrics_to_json(metrics: dict[str, Any]) -> dict[str, float]:
   # Eval metrics arrive as numpy / jax scalars, which json cannot write.
-  return {str(k): float(v) for k, v in metrics.items()}
+  out = {}
+  for k, v in metrics.items():
+    try:
+      out[str(k)] = float(v)
+    except (TypeError, ValueError) as e:
+      raise TypeError(f'metrics[{k!r}] must be a scalar number, got {type(v).__name__} '
+                      f'{np.shape(v)}; pass eval metrics averaged to floats.') from e
+  return out
 
 
 class Checkpointer:
   """Periodic, best-so-far and restore of a ``TrainState`` under one directory.
 
   Args:
-    directory: root folder; ``latest/`` and ``best/`` are created below it.
-    save_every: ``save`` writes only at steps that are multiples of this (or
-      with ``force=True``).
-    max_to_keep: how many periodic checkpoints ``latest/`` keeps (the newest).
-    keep_best: whether ``save_best`` keeps a best-by-metric checkpoint.
-    best_metric: the key of the metrics dict given to ``save_best``.
+    directory: root folder; step folders ``<directory>/<step>`` are created in it.
+    save_every: ``save`` writes at steps that are multiples of this (and at
+      any step given ``metrics`` or ``force=True``).
+    max_to_keep: how many of the newest steps are kept.
+    keep_best: whether the best step by ``best_metric`` among the steps saved
+      with metrics is kept as well, even when older than the newest ones.
+    best_metric: the key of the metrics dict given to ``save`` that ranks steps.
     best_mode: ``'max'`` (e.g. accuracy) or ``'min'`` (e.g. loss).
     async_save: write in a background thread; ``save`` returns once the arrays
       are copied off the device (so donating the state afterwards is safe).
+
+  Attributes:
+    restore_warning: after ``restore()``, one line saying which unreadable
+      newer step it skipped, or None when it read the newest step.
   """
 
   def __init__(self, directory: str | pathlib.Path, *, save_every: int, max_to_keep: int = 3,
@@ -116,68 +284,56 @@ class Checkpointer:
       raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}.")
     self.directory = pathlib.Path(directory).absolute()
     self.save_every = save_every
+    self.max_to_keep = max_to_keep
     self.keep_best = keep_best
     self.best_metric = best_metric
     self.best_mode = best_mode
+    self.restore_warning: str | None = None
     # Our own cadence decides when to save (orbax gets force=True), so orbax's
     # save_interval_steps stays at its default of 1.
-    self._latest = self._manager(
-        self.directory / 'latest',
-        ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                     cleanup_tmp_directories=True,
-                                     enable_async_checkpointing=async_save))
-    self._best = None
-    self._best_value: float | None = None
-    if keep_best:
-      # best_fn makes orbax write each step's metrics next to it, which is how
-      # the best value so far survives a restart. A checkpoint from a run that
-      # tracked another metric ranks last, so the next best replaces it.
-      worst = -math.inf if best_mode == 'max' else math.inf
-      self._best = self._manager(
-          self.directory / 'best',
-          ocp.CheckpointManagerOptions(max_to_keep=1, create=True, cleanup_tmp_directories=True,
-                                       best_fn=lambda m: m.get(best_metric, worst),
-                                       best_mode=best_mode,
-                                       keep_checkpoints_without_metrics=False,
-                                       enable_async_checkpointing=async_save))
-      step = self._best.best_step()
-      if step is not None:
-        self._best_value = self._read_best_metrics(step).get(best_metric)
-
-  @staticmethod
-  def _manager(path: pathlib.Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
-    # Registering the handlers up front (rather than letting orbax infer them
-    # from the first save) is what makes item metadata readable in a fresh
-    # process, before anything was saved: the mismatch check needs it.
-    return ocp.CheckpointManager(
-        path, options=options,
-        item_names=(_STATE, _DATA),
-        item_handlers={_STATE: ocp.StandardCheckpointHandler(),
-                       _DATA: ocp.JsonCheckpointHandler()})
+    self._manager = _open_manager(self.directory, max_to_keep=max_to_keep, keep_best=keep_best,
+                                  best_metric=best_metric, best_mode=best_mode,
+                                  async_save=async_save)
+    # The metrics of every step, by step: orbax only reads them from disk,
+    # where an async save of this process has not put them yet.
+    with _quiet():
+      self._metrics: dict[int, dict[str, float]] = {
+          step: dict(m) for step in self._manager.all_steps()
+          if isinstance(m := self._manager.metrics(step), dict)}
 
   # ---- queries ------------------------------------------------------------
 
   def latest_step(self) -> int | None:
-    """The newest periodic checkpoint, or None if there is none.
+    """The newest checkpoint, or None if there is none.
 
     In the process that saved it this includes an async save still being
     written (``wait()`` first for committed steps only); a new process sees
     committed steps only.
     """
-    return self._latest.latest_step()
+    return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
-    """Every periodic checkpoint, oldest first (see :meth:`latest_step`)."""
-    return sorted(self._latest.all_steps())
+    """Every kept checkpoint, oldest first (see :meth:`latest_step`)."""
+    return sorted(self._manager.all_steps())
 
   def best_step(self) -> int | None:
-    """The step of the best checkpoint, or None (none yet, or ``keep_best=False``)."""
-    return None if self._best is None else self._best.best_step()
+    """The kept step with the best ``best_metric``, or None.
 
-  @property
-  def best_value(self) -> float | None:
-    """The best ``best_metric`` saved so far (read back from disk on construction)."""
-    return self._best_value
+    None with ``keep_best=False``, or when no kept step has a (non-NaN) value
+    of ``best_metric``. Of equal values the newest step is best (the one the
+    retention keeps).
+    """
+    if not self.keep_best:
+      return None
+    step = self._manager.best_step()
+    if step is None or _metric(self._metrics.get(step, {}), self.best_metric) is None:
+      return None
+    return step
+
+  def best_metrics(self) -> dict[str, float] | None:
+    """All metrics saved with :meth:`best_step`, or None when there is no best step."""
+    step = self.best_step()
+    return None if step is None else dict(self._metrics[step])
 
   def should_save(self, step: int) -> bool:
     return step % self.save_every == 0
@@ -197,66 +353,61 @@ class Checkpointer:
       items[_DATA] = ocp.args.JsonSave(data_state)
     return ocp.args.Composite(**items)
 
-  @staticmethod
-  def _can_write(manager: ocp.CheckpointManager, step: int, *, ordered: bool) -> bool:
-    """False for a step that is already saved (orbax never overwrites one).
+  def _can_write(self, step: int) -> bool:
+    """False for a step that is already saved (orbax never overwrites one) or behind the newest.
 
-    With ``ordered`` also for a step behind the newest one: ``latest_step``
-    must stay the point to resume from.
+    ``latest_step`` must stay the point to resume from.
     """
-    steps = manager.all_steps()
-    if step in steps or (ordered and steps and step < max(steps)):
+    steps = self._manager.all_steps()
+    if step in steps or (steps and step < max(steps)):
       logging.warning('Not checkpointing step %d in %s: it already holds steps %s.',
-                      step, manager.directory, sorted(steps))
+                      step, self.directory, sorted(steps))
       return False
     return True
 
   def save(self, step: int, state: Any, *, data_state: dict | None = None,
-           force: bool = False) -> bool:
-    """Saves ``state`` (and ``data_state``) to ``latest/`` if ``should_save(step)`` or ``force``.
+           metrics: dict[str, Any] | None = None, force: bool = False) -> bool:
+    """Saves ``state`` (and ``data_state``, ``metrics``) as step ``step``.
+
+    Writes if ``should_save(step)``, ``force``, or ``metrics`` are given (an
+    eval step), unless ``step`` is already saved or older than the newest
+    saved step. ``metrics`` (scalars; stored as floats) rank the step for
+    :meth:`best_step`; a NaN value never becomes best.
 
     Returns whether a save was started. With ``async_save`` the files are
     written in the background; ``wait()`` blocks until they are committed.
     """
-    if not (force or self.should_save(step)):
+    if not (force or metrics is not None or self.should_save(step)):
       return False
-    if not self._can_write(self._latest, step, ordered=True):
+    if metrics is not None:
+      if self.keep_best and self.best_metric not in metrics:
+        raise KeyError(f'save needs metrics[{self.best_metric!r}] but got keys '
+                       f'{sorted(metrics)}; pass the eval metrics or change best_metric.')
+      metrics = _metrics_to_json(metrics)
+    args = self._args(state, data_state)
+    if not self._can_write(step):
       return False
-    return bool(self._latest.save(step, args=self._args(state, data_state), force=True))
-
-  def _improves(self, value: float) -> bool:
-    if math.isnan(value):
-      return False
-    if self._best_value is None:
-      return True
-    return value > self._best_value if self.best_mode == 'max' else value < self._best_value
-
-  def save_best(self, step: int, state: Any, metrics: dict[str, float]) -> bool:
-    """Saves ``state`` to ``best/`` (replacing the old one) if ``metrics`` beat the best so far.
-
-    Returns whether a save was started.
-    """
-    if self._best is None:
-      return False
-    if self.best_metric not in metrics:
-      raise KeyError(f'save_best needs metrics[{self.best_metric!r}] but got keys '
-                     f'{sorted(metrics)}; pass the eval metrics or change best_metric.')
-    metrics = _metrics_to_json(metrics)
-    value = metrics[self.best_metric]
-    if not self._improves(value) or not self._can_write(self._best, step, ordered=False):
-      return False
-    saved = bool(self._best.save(step, args=self._args(state, None), metrics=metrics, force=True))
+    absl_logger = py_logging.getLogger('absl')
+    quiet = _DropMissingMetricsWarning()
+    absl_logger.addFilter(quiet)
+    try:
+      saved = bool(self._manager.save(step, args=args, metrics=metrics, force=True))
+    finally:
+      absl_logger.removeFilter(quiet)
     if saved:
-      self._best_value = value
+      if metrics is not None:
+        self._metrics[step] = metrics
+      # Forget the steps the policy has just deleted.
+      kept = set(self._manager.all_steps())
+      self._metrics = {s: m for s, m in self._metrics.items() if s in kept}
     return saved
 
   # ---- restoring ----------------------------------------------------------
 
-  def _check_matches(self, manager: ocp.CheckpointManager, step: int, abstract_state: Any,
-                     saved_tree: Any) -> None:
+  def _check_matches(self, step: int, abstract_state: Any, saved_tree: Any) -> None:
     """Raises ValueError at the first leaf whose shape, dtype or presence differs."""
-    saved = _flatten(getattr(saved_tree, 'tree', saved_tree))
-    wanted = _flatten(abstract_state)
+    saved = leaf_paths(getattr(saved_tree, 'tree', saved_tree))
+    wanted = leaf_paths(abstract_state)
     problem = None
     for path, x in wanted.items():
       if path not in saved:
@@ -278,76 +429,158 @@ class Checkpointer:
       if extra:
         problem = f'{extra[0]} is in the checkpoint but not in this state'
     if problem:
-      raise ValueError(f'checkpoint at {manager.directory} step {step} does not match this '
+      raise ValueError(f'checkpoint at {self.directory} step {step} does not match this '
                        f'config: {problem}; use a new --workdir or the config the checkpoint '
                        'was made with.')
 
-  def _restore(self, manager: ocp.CheckpointManager, abstract_state: Any,
-               step: int | None) -> tuple[Any, dict | None]:
-    steps = sorted(manager.all_steps())
-    if step is None:
-      if not steps:
-        raise FileNotFoundError(f'no checkpoint in {manager.directory}; check latest_step() '
-                                'is not None before restoring.')
-      step = steps[-1]
-    elif step not in steps:
-      raise FileNotFoundError(f'no checkpoint for step {step} in {manager.directory}; '
-                              f'available steps: {steps}.')
-    metadata = manager.metadata(step)
-    abstract_state = _to_abstract(abstract_state)
-    self._check_matches(manager, step, abstract_state, metadata.item_metadata[_STATE])
+  def _read(self, step: int, abstract_state: Any) -> tuple[Any, dict | None]:
+    """``(state, data_state or None)`` of one step.
+
+    Raises _Unreadable for damaged files and ValueError (from
+    ``_check_matches``, before any array is read) for a different config.
+    """
+    with _quiet():
+      try:
+        metadata = self._manager.metadata(step)
+      except Exception as e:  # pylint: disable=broad-except
+        raise _Unreadable(_reason(e)) from e
+    items_found = metadata.item_metadata or {}
+    if _STATE not in items_found:
+      raise _Unreadable(f'its {_STATE!r} item is missing')
+    saved_tree = items_found[_STATE]
+    if saved_tree is None:  # orbax reads a missing _METADATA file as no metadata
+      raise _Unreadable(f'the metadata of its {_STATE!r} item is missing')
+    self._check_matches(step, abstract_state, saved_tree)
     has_data = _DATA in (metadata.item_handlers or {})
     items = {_STATE: ocp.args.StandardRestore(abstract_state)}
     if has_data:
       items[_DATA] = ocp.args.JsonRestore()
-    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    with _quiet():
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+      except Exception as e:  # pylint: disable=broad-except
+        raise _Unreadable(_reason(e)) from e
     return restored[_STATE], (restored[_DATA] if has_data else None)
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict | None]:
-    """Restores ``(state, data_state or None)`` from ``latest/`` (newest step by default).
+    """Restores ``(state, data_state or None)``, of the newest readable step by default.
 
     ``abstract_state`` is the state's pytree of ``jax.ShapeDtypeStruct`` (e.g.
     ``jax.eval_shape`` of the init) or of concrete arrays; the restored arrays
-    take its shardings (the first local device where it has none). Raises
-    ValueError, before reading any array, if the checkpoint's tree or shapes
-    differ from it, and FileNotFoundError if there is no such checkpoint.
+    take its shardings (the first local device where it has none).
+
+    Without ``step``, an unreadable newest step (damaged files) is skipped for
+    the next newest that reads, and ``restore_warning`` says so in one line.
+
+    Raises:
+      ValueError: before reading any array, if the checkpoint's tree, shapes
+        or dtypes differ from ``abstract_state`` (never skipped: it means
+        another config, not a damaged file).
+      CheckpointError: if no step (or not the given ``step``) is readable.
+      FileNotFoundError: if there is no checkpoint (or no such ``step``).
     """
     # An async save from this process may still be writing the step it lists.
-    self._latest.wait_until_finished()
-    return self._restore(self._latest, abstract_state, step)
+    self._manager.wait_until_finished()
+    self.restore_warning = None
+    steps = self.all_steps()
+    abstract_state = _to_abstract(abstract_state)
+    if step is not None:
+      if step not in steps:
+        raise FileNotFoundError(f'no checkpoint for step {step} in {self.directory}; '
+                                f'available steps: {steps}.')
+      try:
+        return self._read(step, abstract_state)
+      except _Unreadable as e:
+        raise CheckpointError(f'checkpoint step {step} in {self.directory} is unreadable '
+                              f'({e.reason}); restore another step or delete that '
+                              'one') from None
+    if not steps:
+      raise FileNotFoundError(f'no checkpoint in {self.directory}; check latest_step() '
+                              'is not None before restoring.')
+    skipped: list[int] = []
+    reason = ''
+    for candidate in reversed(steps):
+      try:
+        restored = self._read(candidate, abstract_state)
+      except _Unreadable as e:
+        reason = reason or e.reason
+        skipped.append(candidate)
+        continue
+      if skipped:
+        others = skipped[1:]
+        more = (f'; step{"s" if len(others) > 1 else ""} {", ".join(map(str, others))} too'
+                if others else '')
+        self.restore_warning = (f'checkpoint step {skipped[0]} in {self.directory} is '
+                                f'unreadable ({reason}{more}); resumed from step {candidate}')
+      return restored
+    raise CheckpointError(f'no readable checkpoint in {self.directory} (newest step '
+                          f'{steps[-1]}: {reason}); delete the folder or use a new --workdir')
 
   def restore_best(self, abstract_state: Any) -> tuple[Any, dict[str, float]]:
-    """Restores ``(state, metrics)`` of the best checkpoint; see :meth:`restore`."""
-    if self._best is None:
-      raise FileNotFoundError('restore_best needs a Checkpointer made with keep_best=True.')
-    self._best.wait_until_finished()
-    step = self._best.best_step()
+    """Restores ``(state, metrics)`` of :meth:`best_step`; see :meth:`restore`."""
+    self._manager.wait_until_finished()
+    step = self.best_step()
     if step is None:
-      raise FileNotFoundError(f'no best checkpoint in {self._best.directory}; call save_best '
-                              'with eval metrics first.')
-    state, _ = self._restore(self._best, abstract_state, step)
-    return state, self._read_best_metrics(step)
-
-  def _read_best_metrics(self, step: int) -> dict[str, float]:
-    metrics = self._best.metadata(step).metrics  # type: ignore[union-attr]
-    return dict(metrics or {})
+      raise FileNotFoundError(f'no best checkpoint in {self.directory}; save with eval '
+                              'metrics first (and keep_best=True).')
+    state, _ = self.restore(abstract_state, step=step)
+    return state, dict(self._metrics[step])
 
   # ---- lifetime -----------------------------------------------------------
 
   def wait(self) -> None:
     """Blocks until every async save has been committed (renamed into place)."""
-    self._latest.wait_until_finished()
-    if self._best is not None:
-      self._best.wait_until_finished()
+    self._manager.wait_until_finished()
 
   def close(self) -> None:
     """Waits for pending saves and releases orbax's background threads."""
-    self._latest.close()
-    if self._best is not None:
-      self._best.close()
+    self._manager.close()
 
   def __enter__(self) -> Checkpointer:
     return self
 
   def __exit__(self, *exc: Any) -> None:
     self.close()
+
+
+def load_tree(directory: str | pathlib.Path, *, which: str = 'latest',
+              best_metric: str = 'accuracy', best_mode: str = 'max') -> tuple[int, Any]:
+  """``(step, state tree as saved)`` of another run's checkpoint, touching nothing.
+
+  The tree comes back as orbax saved it (nested dicts and lists of arrays,
+  whatever the optimizer was), so no abstract state is needed.
+
+  Args:
+    directory: a ``Checkpointer`` directory.
+    which: ``'latest'`` (the newest step) or ``'best'`` (:meth:`Checkpointer.best_step`).
+    best_metric, best_mode: how that run ranked its steps.
+  """
+  if which not in ('latest', 'best'):
+    raise ValueError(f"which must be 'latest' or 'best', got {which!r}.")
+  directory = pathlib.Path(directory).absolute()
+  # Read-only: no tmp-folder cleanup, so a run that is still writing there keeps its save.
+  manager = _open_manager(directory, max_to_keep=None, keep_best=True, best_metric=best_metric,
+                          best_mode=best_mode, async_save=False, read_only=True)
+  try:
+    if which == 'latest':
+      step = manager.latest_step()
+    else:
+      step = manager.best_step()
+      with _quiet():
+        metrics = None if step is None else manager.metrics(step)
+      if metrics is None or _metric(metrics, best_metric) is None:
+        step = None
+    if step is None:
+      raise FileNotFoundError(f'no {which} checkpoint in {directory}' +
+                              (f' (no step was saved with eval {best_metric!r})'
+                               if which == 'best' else '') + '.')
+    with _quiet():
+      try:
+        restored = manager.restore(step, args=ocp.args.Composite(
+            **{_STATE: ocp.args.StandardRestore()}))
+      except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(f'checkpoint step {step} in {directory} is unreadable '
+                              f'({_reason(e)}).') from None
+  finally:
+    manager.close()
+  return step, restored[_STATE]

@@ -31,7 +31,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
+
+from cnn_jax.pytree import leaf_paths
+from cnn_jax.train import checkpoint
 
 Predicate = Callable[[str], bool]
 
@@ -120,30 +122,28 @@ def load_variables(path: str | pathlib.Path, *, which: str = 'latest') -> dict[s
   """``{'params', 'batch_stats'}`` (numpy) of a run's checkpoint, any optimizer.
 
   Args:
-    path: a training workdir, its ``checkpoints/`` folder, or ``.../latest`` / ``.../best``.
-    which: ``'latest'`` or ``'best'`` when ``path`` is a workdir or ``checkpoints/``.
+    path: a training workdir or its ``checkpoints/`` folder.
+    which: ``'latest'`` (the newest step) or ``'best'`` (the step with the best
+      eval accuracy, ``Checkpointer.best_step``).
   """
+  if which not in ('latest', 'best'):
+    raise ValueError(f"which must be 'latest' or 'best', got {which!r}.")
   path = pathlib.Path(path).absolute()
-  for candidate in (path / 'checkpoints' / which, path / which, path):
+  for candidate in (path / 'checkpoints', path):
     if candidate.is_dir() and any(p.name.isdigit() for p in candidate.iterdir()):
       break
   else:
     raise FileNotFoundError(f'no checkpoint under {path}; point transfer.init_from at the '
                             'workdir of a finished training run.')
-  with ocp.CheckpointManager(candidate, item_names=('state',),
-                             item_handlers={'state': ocp.StandardCheckpointHandler()}) as mgr:
-    step = mgr.latest_step()
-    # No target: the tree comes back as saved (nested dicts), whatever the
-    # optimizer was; only params and batch_stats are kept.
-    restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = restored['state']
+  # No target: the tree comes back as saved (nested dicts), whatever the
+  # optimizer was; only params and batch_stats are kept.
+  _, state = checkpoint.load_tree(candidate, which=which)
   return {'params': jax.tree.map(np.asarray, state['params']),
           'batch_stats': jax.tree.map(np.asarray, state.get('batch_stats') or {})}
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {jax.tree_util.keystr(path): tuple(np.shape(x)) for path, x in flat}
+  return {path: tuple(np.shape(x)) for path, x in leaf_paths(tree).items()}
 
 
 def transplant(target: Any, source: Any, exclude: Sequence[str] = (), *, what: str = 'params'
