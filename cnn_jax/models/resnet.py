@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# Linen forms of the specs of cnn_jax.ops.blocks, where each block is written.
 from cnn_jax.nn.blocks import BasicBlock, Bottleneck, PlainBlock
 from cnn_jax.nn.layers import ConvBN, Dense, cast
 from cnn_jax.ops import pool

@@ -1,11 +1,11 @@
-"""Bridges pure ``init -> (params, state)`` functions to Flax Linen variables.
+"""Bridges a spec's pure ``init -> (params, state)`` to Flax Linen variables.
 
-A Linen wrapper calls :func:`declare` with the pure block's init; each top-level
-key of the returned ``params`` becomes a Linen parameter and each key of
-``state`` a ``batch_stats`` variable, so ``variables['params'][module]`` is
-exactly the pytree the pure function takes. Then :func:`update_state` writes
-the pure function's ``new_state`` back (only in training, never during init,
-like ``flax.linen.BatchNorm``).
+:class:`cnn_jax.nn.layers.Block` calls :func:`declare` with its spec's init;
+each top-level key of the returned ``params`` becomes a Linen parameter and
+each key of ``state`` a ``batch_stats`` variable, so
+``variables['params'][module]`` is exactly the pytree the spec's apply takes.
+Then :func:`update_state` writes the apply's ``new_state`` back (only in
+training, never during init, like ``flax.linen.BatchNorm``).
 """
 
 from __future__ import annotations

@@ -1,26 +1,37 @@
-"""CNN building blocks written once, as pure functions over explicit pytrees.
+"""CNN building blocks, each defined once: its hyperparameters, init and apply in one class.
 
-Every block comes as a pair:
+A block is a frozen dataclass (a "spec"): its fields are the hyperparameters
+and two pure methods use them::
 
-* ``<block>_init(key, ...) -> (params, state)``: trainable parameters and
-  non-trainable state (BatchNorm running statistics), both plain dicts.
-* ``<block>(params, state, x, *, train, impl, ...) -> (y, new_state)``.
+    spec = BasicBlock(features=32, strides=2, shortcut='A')
+    params, state = spec.init(key, c_in)                    # plain dicts
+    y, new_state = spec.apply(params, state, x, train=True)  # (N, H, W, c_in) -> ...
 
-The Flax modules in :mod:`cnn_jax.nn` and the combinators in
-:mod:`cnn_jax.ops.compose` both call these functions, so the math of a
-residual, plain, bottleneck or inception block exists in exactly one place.
+``state`` holds BatchNorm running statistics (``{}`` for stateless blocks) and
+is returned updated instead of mutated, so both methods stay pure under
+``jit``/``grad``/``pmap``. A spec is hashable, so it can be a static argument.
 
-Dtype policy: parameters are stored in their init dtype (float32); each
-function casts them to the activation dtype before the contraction, so a
-bfloat16 input runs the convolutions in bfloat16 while BatchNorm statistics
-stay in float32 (see :func:`cnn_jax.ops.norm.batch_norm`). Convolutions pad
-``k // 2`` on every side (PyTorch's convention), which keeps torchvision
-weights numerically faithful when loaded.
+The same spec is the Flax Linen module (:mod:`cnn_jax.nn`: one generic adapter
+gives the module exactly these fields) and the composable layer
+(:func:`cnn_jax.ops.compose.from_spec`), so adding a block option is one edit:
+a field here, used by ``init``/``apply``, appears in both.
+
+Dtype policy (fields of :class:`Spec`): parameters and BatchNorm statistics
+are created in ``param_dtype`` (float32); ``apply`` casts the input to
+``dtype`` when set and the parameters to the activation dtype before each
+contraction, so bfloat16 runs the convolutions in bfloat16 while the
+BatchNorm statistics stay float32 (:func:`cnn_jax.ops.norm.batch_norm`).
+Convolutions pad ``k // 2`` on every side by default (PyTorch's convention),
+which keeps torchvision weights numerically faithful when loaded.
+``axis_name`` (under ``pmap``/``shard_map``) makes BatchNorm average its batch
+statistics over that device axis.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,80 +42,188 @@ from cnn_jax.ops.conv import Impl
 from cnn_jax.ops.norm import batch_norm, batch_norm_init
 
 Tree = dict
+Dtype = Any
 SHORTCUTS = ('A', 'B')
 
 _he_normal = jax.nn.initializers.he_normal()
 _lecun_normal = jax.nn.initializers.lecun_normal()
 
 
+def cast(x: jax.Array, dtype: Dtype | None) -> jax.Array:
+  """``x`` in the compute ``dtype``; ``None`` keeps ``x``'s."""
+  return x if dtype is None else x.astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Spec:
+  """Base of every block: the dtype policy, and the two methods a block defines.
+
+  Attributes:
+    dtype: compute dtype (e.g. ``jnp.bfloat16``); ``None`` keeps the input's.
+    param_dtype: dtype of the parameters and BatchNorm statistics.
+  """
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    """``(params, state)`` for an input with ``c_in`` channels (last axis)."""
+    raise NotImplementedError
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool) -> tuple[jax.Array, Tree]:
+    """``(y, new_state)``; ``new_state`` differs from ``state`` only when ``train``."""
+    raise NotImplementedError
+
+
 # --------------------------------------------------------------------------- units
 
-def conv_init(key: jax.Array, kernel: int, c_in: int, c_out: int, *, bias: bool = False,
-              groups: int = 1, dtype=jnp.float32) -> Tree:
-  """``{'kernel': (k, k, c_in // groups, c_out)[, 'bias': (c_out,)]}``, He-normal init."""
-  p = {'kernel': _he_normal(key, (kernel, kernel, c_in // groups, c_out), dtype)}
-  if bias:
-    p['bias'] = jnp.zeros((c_out,), dtype)
-  return p
+@dataclasses.dataclass(frozen=True)
+class Conv(Spec):
+  """Convolution, (N, H, W, C_in) -> (N, H', W', features).
+
+  ``padding=None`` pads ``dilation * (k // 2)``. Params ``{'kernel': (k, k,
+  C_in // groups, features)[, 'bias': (features,)]}``: He-normal kernel, zero
+  bias; no state.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  padding: Any = None
+  use_bias: bool = True
+  groups: int = 1
+  dilation: int = 1
+  conv_impl: Impl = dataclasses.field(default='lax', kw_only=True)
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    k = self.kernel_size
+    params = {'kernel': _he_normal(key, (k, k, c_in // self.groups, self.features),
+                                   self.param_dtype)}
+    if self.use_bias:
+      params['bias'] = jnp.zeros((self.features,), self.param_dtype)
+    return params, {}
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool = False) -> tuple[jax.Array, Tree]:
+    x = cast(x, self.dtype)
+    w = params['kernel'].astype(x.dtype)
+    # From the kernel passed, not kernel_size: loaded weights decide the padding.
+    padding = self.dilation * (w.shape[0] // 2) if self.padding is None else self.padding
+    y = conv_ops.conv2d(x, w, params.get('bias'), stride=self.strides, padding=padding,
+                        dilation=self.dilation, groups=self.groups, impl=self.conv_impl)
+    return y, state
 
 
-def conv(params: Tree, x: jax.Array, *, stride: int = 1, padding=None, dilation: int = 1,
-         groups: int = 1, impl: Impl = 'lax') -> jax.Array:
-  """Convolution with parameters from :func:`conv_init`; pads ``k // 2`` by default."""
-  w = params['kernel'].astype(x.dtype)
-  if padding is None:
-    padding = dilation * (w.shape[0] // 2)
-  return conv_ops.conv2d(x, w, params.get('bias'), stride=stride, padding=padding,
-                         dilation=dilation, groups=groups, impl=impl)
+@dataclasses.dataclass(frozen=True)
+class Dense(Spec):
+  """(..., d_in) -> (..., features); params ``{'kernel': (d_in, features)[, 'bias']}``.
+
+  LeCun-normal kernel, zero bias; no state.
+  """
+  features: int
+  use_bias: bool = True
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    params = {'kernel': _lecun_normal(key, (c_in, self.features), self.param_dtype)}
+    if self.use_bias:
+      params['bias'] = jnp.zeros((self.features,), self.param_dtype)
+    return params, {}
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool = False) -> tuple[jax.Array, Tree]:
+    x = cast(x, self.dtype)
+    y = x @ params['kernel'].astype(x.dtype)
+    if 'bias' in params:
+      y = y + params['bias'].astype(x.dtype)
+    return y, state
 
 
-def dense_init(key: jax.Array, d_in: int, d_out: int, *, bias: bool = True,
-               dtype=jnp.float32) -> Tree:
-  """``{'kernel': (d_in, d_out)[, 'bias': (d_out,)]}``, LeCun-normal init."""
-  p = {'kernel': _lecun_normal(key, (d_in, d_out), dtype)}
-  if bias:
-    p['bias'] = jnp.zeros((d_out,), dtype)
-  return p
+@dataclasses.dataclass(frozen=True)
+class BatchNorm(Spec):
+  """BatchNorm over all axes but the last, (..., C) -> (..., C) (:func:`.norm.batch_norm`).
+
+  Params ``{'scale', 'bias'}`` and state ``{'mean', 'var'}``, each (C,).
+  ``momentum=0.9`` is PyTorch's ``momentum=0.1``.
+  """
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  axis_name: str | None = None
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    del key  # identity transform: nothing random
+    return batch_norm_init(c_in, self.param_dtype)
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool) -> tuple[jax.Array, Tree]:
+    return batch_norm(params, state, cast(x, self.dtype), train=train, momentum=self.momentum,
+                      eps=self.epsilon, axis_name=self.axis_name)
 
 
-def dense(params: Tree, x: jax.Array) -> jax.Array:
-  """(..., d_in) -> (..., d_out) in ``x``'s dtype."""
-  y = x @ params['kernel'].astype(x.dtype)
-  if 'bias' in params:
-    y = y + params['bias'].astype(x.dtype)
-  return y
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConvBlock(Spec):
+  """Base of the blocks made of conv-BN units; its fields reach every unit.
+
+  Attributes:
+    conv_impl: ``'lax'`` or a from-scratch ``'einsum'`` convolution.
+    axis_name: device axis BatchNorm averages its statistics over, or None.
+  """
+  conv_impl: Impl = 'lax'
+  axis_name: str | None = None
+
+  def _conv_bn(self, features: int, kernel_size: int, strides: int = 1, padding: Any = None,
+               act: Callable | None = None, bn_eps: float = 1e-5) -> ConvBN:
+    """A unit sharing this block's dtypes, conv_impl and axis_name."""
+    shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(ConvBlock)}
+    return ConvBN(features, kernel_size, strides, padding, act, bn_eps, **shared)
 
 
-def conv_bn_init(key: jax.Array, kernel: int, c_in: int, c_out: int,
-                 dtype=jnp.float32) -> tuple[Tree, Tree]:
-  """Bias-free convolution followed by BatchNorm: ``({'conv', 'bn'}, {'bn'})``."""
-  bn_params, bn_state = batch_norm_init(c_out, dtype)
-  return {'conv': conv_init(key, kernel, c_in, c_out, dtype=dtype), 'bn': bn_params}, {
-      'bn': bn_state}
+@dataclasses.dataclass(frozen=True)
+class ConvBN(ConvBlock):
+  """Bias-free conv -> BatchNorm -> optional ``act``, (N, H, W, C_in) -> (N, H', W', features).
+
+  Params ``{'conv': {'kernel'}, 'bn': {'scale', 'bias'}}``, state ``{'bn':
+  {'mean', 'var'}}``.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  padding: Any = None
+  act: Callable | None = jax.nn.relu
+  bn_eps: float = 1e-5
+
+  def _conv(self) -> Conv:
+    return Conv(self.features, self.kernel_size, self.strides, self.padding, use_bias=False,
+                conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype)
+
+  def _bn(self) -> BatchNorm:
+    return BatchNorm(epsilon=self.bn_eps, axis_name=self.axis_name,
+                     param_dtype=self.param_dtype)
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    conv, _ = self._conv().init(key, c_in)
+    bn, bn_state = self._bn().init(key, self.features)
+    return {'conv': conv, 'bn': bn}, {'bn': bn_state}
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool) -> tuple[jax.Array, Tree]:
+    y, _ = self._conv().apply(params['conv'], {}, x)
+    y, bn_state = self._bn().apply(params['bn'], state['bn'], y, train=train)
+    return (self.act(y) if self.act is not None else y), {'bn': bn_state}
 
 
-def conv_bn(params: Tree, state: Tree, x: jax.Array, *, train: bool, stride: int = 1,
-            padding=None, act: Callable | None = None, impl: Impl = 'lax',
-            bn_eps: float = 1e-5, axis_name: str | None = None) -> tuple[jax.Array, Tree]:
-  """conv -> BatchNorm -> optional activation. (N, H, W, C_in) -> (N, H', W', C_out)."""
-  y = conv(params['conv'], x, stride=stride, padding=padding, impl=impl)
-  y, bn_state = batch_norm(params['bn'], state['bn'], y, train=train, eps=bn_eps,
-                           axis_name=axis_name)
-  return (act(y) if act is not None else y), {'bn': bn_state}
+def _flatten_units(units: list[tuple[Tree, Tree]]) -> tuple[Tree, Tree]:
+  """ConvBN variables -> torchvision's flat ``{'conv1', 'bn1', ...}`` and ``{'bn1', ...}``."""
+  params, state = {}, {}
+  for i, (p, s) in enumerate(units, 1):
+    params[f'conv{i}'], params[f'bn{i}'], state[f'bn{i}'] = p['conv'], p['bn'], s['bn']
+  return params, state
+
+
+def _unit_vars(params: Tree, state: Tree, i: int) -> tuple[Tree, Tree]:
+  """The inverse of :func:`_flatten_units` for unit ``i`` (from 1)."""
+  return {'conv': params[f'conv{i}'], 'bn': params[f'bn{i}']}, {'bn': state[f'bn{i}']}
 
 
 # --------------------------------------------------------------------------- residual
-
-def _check_shortcut(shortcut: str) -> None:
-  if shortcut not in SHORTCUTS:
-    raise ValueError(f'unknown shortcut option {shortcut!r}; choose one of {SHORTCUTS} '
-                     "('A': parameter-free zero-padding identity, 'B': 1x1 projection).")
-
-
-def needs_projection(c_in: int, c_out: int, stride: int, shortcut: str, plain: bool) -> bool:
-  """Option B projects only when the shape changes; A and plain blocks never do."""
-  return not plain and shortcut == 'B' and (stride != 1 or c_in != c_out)
-
 
 def shortcut_a(x: jax.Array, c_out: int, stride: int) -> jax.Array:
   """He et al.'s option A: strided subsampling plus zero channels, no parameters.
@@ -119,137 +238,189 @@ def shortcut_a(x: jax.Array, c_out: int, stride: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra))) if extra else x
 
 
-def residual_block_init(key: jax.Array, c_in: int, c_out: int, *, stride: int = 1,
-                        shortcut: str = 'B', plain: bool = False,
-                        dtype=jnp.float32) -> tuple[Tree, Tree]:
-  """Parameters of a basic (two 3x3 convs) block; ``plain`` omits any projection."""
-  _check_shortcut(shortcut)
-  k1, k2, k3 = jax.random.split(key, 3)
-  (p1, s1), (p2, s2) = conv_bn_init(k1, 3, c_in, c_out, dtype), conv_bn_init(k2, 3, c_out,
-                                                                             c_out, dtype)
-  params, state = {'conv1': p1['conv'], 'bn1': p1['bn'], 'conv2': p2['conv'], 'bn2': p2['bn']}, {
-      'bn1': s1['bn'], 'bn2': s2['bn']}
-  if needs_projection(c_in, c_out, stride, shortcut, plain):
-    params['proj'], state['proj'] = conv_bn_init(k3, 1, c_in, c_out, dtype)
-  return params, state
+@dataclasses.dataclass(frozen=True)
+class BasicBlock(ConvBlock):
+  """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``, two 3x3 conv-BN units.
 
+  x: (N, H, W, C_in) -> (N, ceil(H / strides), ceil(W / strides), features).
+  Params ``{'conv1', 'bn1', 'conv2', 'bn2'[, 'proj': ConvBN's]}``, state
+  ``{'bn1', 'bn2'[, 'proj']}``.
 
-def residual_block(params: Tree, state: Tree, x: jax.Array, *, train: bool, stride: int = 1,
-                   shortcut: str = 'B', plain: bool = False, impl: Impl = 'lax',
-                   axis_name: str | None = None) -> tuple[jax.Array, Tree]:
-  """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``; ``plain`` drops the sum.
-
-  x: (N, H, W, C_in) -> (N, ceil(H / stride), ceil(W / stride), C_out).
+  Attributes:
+    shortcut: ``'A'``, a parameter-free zero-padding identity; ``'B'``, a 1x1
+      conv-BN projection where the shape changes (identity elsewhere);
+      ``None``, no shortcut (see :class:`PlainBlock`).
   """
-  _check_shortcut(shortcut)
-  c_out = params['conv1']['kernel'].shape[-1]
-  unit = dict(train=train, impl=impl, axis_name=axis_name)
-  h, s1 = conv_bn({'conv': params['conv1'], 'bn': params['bn1']}, {'bn': state['bn1']}, x,
-                  stride=stride, act=jax.nn.relu, **unit)
-  h, s2 = conv_bn({'conv': params['conv2'], 'bn': params['bn2']}, {'bn': state['bn2']}, h,
-                  **unit)
-  new_state = {'bn1': s1['bn'], 'bn2': s2['bn']}
-  if not plain:
-    if 'proj' in params:
-      sc, new_state['proj'] = conv_bn(params['proj'], state['proj'], x, stride=stride,
-                                      padding=0, **unit)
-    elif shortcut == 'A' or (stride == 1 and x.shape[-1] == c_out):
-      sc = shortcut_a(x, c_out, stride)
-    else:
-      raise ValueError(f'option B needs projection parameters for {x.shape[-1]} -> {c_out} '
-                       f'channels at stride {stride}; build them with residual_block_init.')
-    h = h + sc
-  return jax.nn.relu(h), new_state
+  features: int
+  strides: int = 1
+  shortcut: str | None = 'B'
+
+  def __post_init__(self):
+    if self.shortcut is not None and self.shortcut not in SHORTCUTS:
+      raise ValueError(f'unknown shortcut option {self.shortcut!r}; choose one of {SHORTCUTS} '
+                       "('A': parameter-free zero-padding identity, 'B': 1x1 projection).")
+
+  def _units(self) -> tuple[ConvBN, ConvBN]:
+    return (self._conv_bn(self.features, 3, self.strides, act=jax.nn.relu),
+            self._conv_bn(self.features, 3))
+
+  def _projection(self) -> ConvBN:
+    return self._conv_bn(self.features, 1, self.strides, padding=0)
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    k1, k2, k3 = jax.random.split(key, 3)
+    u1, u2 = self._units()
+    params, state = _flatten_units([u1.init(k1, c_in), u2.init(k2, self.features)])
+    # Option A, and B at an unchanged shape, have no parameters on the shortcut.
+    if self.shortcut == 'B' and (self.strides != 1 or c_in != self.features):
+      params['proj'], state['proj'] = self._projection().init(k3, c_in)
+    return params, state
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool) -> tuple[jax.Array, Tree]:
+    x = cast(x, self.dtype)
+    u1, u2 = self._units()
+    h, s1 = u1.apply(*_unit_vars(params, state, 1), x, train=train)
+    h, s2 = u2.apply(*_unit_vars(params, state, 2), h, train=train)
+    new_state = {'bn1': s1['bn'], 'bn2': s2['bn']}
+    if self.shortcut is not None:
+      if 'proj' in params:
+        sc, new_state['proj'] = self._projection().apply(params['proj'], state['proj'], x,
+                                                         train=train)
+      elif self.shortcut == 'A' or (self.strides == 1 and x.shape[-1] == self.features):
+        sc = shortcut_a(x, self.features, self.strides)
+      else:
+        raise ValueError(f'option B needs projection parameters for {x.shape[-1]} -> '
+                         f'{self.features} channels at stride {self.strides}; build them with '
+                         'init.')
+      h = h + sc
+    return jax.nn.relu(h), new_state
 
 
-def plain_block_init(key: jax.Array, c_in: int, c_out: int, *, stride: int = 1,
-                     dtype=jnp.float32) -> tuple[Tree, Tree]:
-  """A residual block's parameters without a shortcut (He et al.'s plain nets)."""
-  return residual_block_init(key, c_in, c_out, stride=stride, plain=True, dtype=dtype)
+@dataclasses.dataclass(frozen=True)
+class PlainBlock(BasicBlock):
+  """``relu(bn2(conv2(relu(bn1(conv1(x))))))``: BasicBlock minus its shortcut.
 
-
-def plain_block(params: Tree, state: Tree, x: jax.Array, *, train: bool, stride: int = 1,
-                impl: Impl = 'lax', axis_name: str | None = None) -> tuple[jax.Array, Tree]:
-  """``relu(bn2(conv2(relu(bn1(conv1(x))))))``: the residual block minus its shortcut."""
-  return residual_block(params, state, x, train=train, stride=stride, plain=True, impl=impl,
-                        axis_name=axis_name)
+  He et al.'s plain nets: the same parameters as option A, and every other
+  BasicBlock field applies.
+  """
+  shortcut: str | None = dataclasses.field(default=None, init=False)
 
 
 # --------------------------------------------------------------------------- bottleneck
 
-def bottleneck_block_init(key: jax.Array, c_in: int, width: int, *, stride: int = 1,
-                          expansion: int = 4, dtype=jnp.float32) -> tuple[Tree, Tree]:
-  """1x1 (c_in -> width), 3x3 (width -> width), 1x1 (width -> expansion * width)."""
-  c_out = expansion * width
-  ks = jax.random.split(key, 4)
-  params, state = {}, {}
-  for i, (k, ci, co, kernel) in enumerate(
-      [(ks[0], c_in, width, 1), (ks[1], width, width, 3), (ks[2], width, c_out, 1)], 1):
-    p, s = conv_bn_init(k, kernel, ci, co, dtype)
-    params[f'conv{i}'], params[f'bn{i}'], state[f'bn{i}'] = p['conv'], p['bn'], s['bn']
-  if needs_projection(c_in, c_out, stride, 'B', plain=False):
-    params['proj'], state['proj'] = conv_bn_init(ks[3], 1, c_in, c_out, dtype)
-  return params, state
+@dataclasses.dataclass(frozen=True)
+class Bottleneck(ConvBlock):
+  """ResNet v1.5 bottleneck: 1x1 (width) -> 3x3 (width, strided, as torchvision) -> 1x1.
 
-
-def bottleneck_block(params: Tree, state: Tree, x: jax.Array, *, train: bool, stride: int = 1,
-                     impl: Impl = 'lax',
-                     axis_name: str | None = None) -> tuple[jax.Array, Tree]:
-  """ResNet v1.5 bottleneck (stride on the 3x3, as torchvision) with option B shortcut.
-
-  x: (N, H, W, C_in) -> (N, ceil(H / stride), ceil(W / stride), 4 * width).
+  x: (N, H, W, C_in) -> (N, ceil(H / strides), ceil(W / strides), expansion * width),
+  with an option B shortcut (1x1 conv-BN projection where the shape changes).
+  Params ``{'conv1', 'bn1', ..., 'bn3'[, 'proj']}``, state ``{'bn1', 'bn2', 'bn3'[, 'proj']}``.
   """
-  unit = dict(train=train, impl=impl, axis_name=axis_name)
-  h, new_state = x, {}
-  for i, (s, act) in enumerate([(1, jax.nn.relu), (stride, jax.nn.relu), (1, None)], 1):
-    h, st = conv_bn({'conv': params[f'conv{i}'], 'bn': params[f'bn{i}']},
-                    {'bn': state[f'bn{i}']}, h, stride=s, act=act, **unit)
-    new_state[f'bn{i}'] = st['bn']
-  if 'proj' in params:
-    sc, new_state['proj'] = conv_bn(params['proj'], state['proj'], x, stride=stride, padding=0,
-                                    **unit)
-  else:
-    sc = x
-  return jax.nn.relu(h + sc), new_state
+  width: int
+  strides: int = 1
+  expansion: int = 4
+
+  @property
+  def c_out(self) -> int:
+    return self.expansion * self.width
+
+  def _units(self) -> tuple[ConvBN, ConvBN, ConvBN]:
+    return (self._conv_bn(self.width, 1, act=jax.nn.relu),
+            self._conv_bn(self.width, 3, self.strides, act=jax.nn.relu),
+            self._conv_bn(self.c_out, 1))
+
+  def _projection(self) -> ConvBN:
+    return self._conv_bn(self.c_out, 1, self.strides, padding=0)
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    ks = jax.random.split(key, 4)
+    params, state = _flatten_units([u.init(k, ci) for u, k, ci in zip(
+        self._units(), ks, (c_in, self.width, self.width))])
+    if self.strides != 1 or c_in != self.c_out:
+      params['proj'], state['proj'] = self._projection().init(ks[3], c_in)
+    return params, state
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool) -> tuple[jax.Array, Tree]:
+    x = cast(x, self.dtype)
+    h, new_state = x, {}
+    for i, unit in enumerate(self._units(), 1):
+      h, s = unit.apply(*_unit_vars(params, state, i), h, train=train)
+      new_state[f'bn{i}'] = s['bn']
+    if 'proj' in params:
+      sc, new_state['proj'] = self._projection().apply(params['proj'], state['proj'], x,
+                                                       train=train)
+    else:
+      sc = x
+    return jax.nn.relu(h + sc), new_state
 
 
 # --------------------------------------------------------------------------- inception
 
-def inception_block_init(key: jax.Array, c_in: int, c1: int, c3_reduce: int, c3: int,
-                         c5_reduce: int, c5: int, pool_proj: int, *, c5_kernel: int = 5,
-                         dtype=jnp.float32) -> tuple[Tree, Tree]:
-  """Four branches of conv-BN-ReLU units (GoogLeNet's module, torchvision layout).
+@dataclasses.dataclass(frozen=True)
+class Inception(ConvBlock):
+  """GoogLeNet's module: 1x1 | 1x1->3x3 | 1x1->kxk | maxpool3x3->1x1, concatenated.
 
-  ``c5_kernel=3`` reproduces torchvision's GoogLeNet, whose "5x5" branch is 3x3.
+  x: (N, H, W, C_in) -> (N, H, W, c1 + c3 + c5 + pool_proj). Every conv is a
+  conv-BN-ReLU unit, params and state ``{'b1', 'b2_reduce', 'b2', 'b3_reduce',
+  'b3', 'b4'}`` of ConvBN's (torchvision's layout).
+
+  Attributes:
+    c5_kernel: the "5x5" branch's kernel; 3 reproduces torchvision's GoogLeNet.
   """
-  ks = jax.random.split(key, 6)
-  units = {
-      'b1': (ks[0], 1, c_in, c1), 'b2_reduce': (ks[1], 1, c_in, c3_reduce),
-      'b2': (ks[2], 3, c3_reduce, c3), 'b3_reduce': (ks[3], 1, c_in, c5_reduce),
-      'b3': (ks[4], c5_kernel, c5_reduce, c5), 'b4': (ks[5], 1, c_in, pool_proj),
-  }
-  params, state = {}, {}
-  for name, (k, kernel, ci, co) in units.items():
-    params[name], state[name] = conv_bn_init(k, kernel, ci, co, dtype)
-  return params, state
+  c1: int
+  c3_reduce: int
+  c3: int
+  c5_reduce: int
+  c5: int
+  pool_proj: int
+  c5_kernel: int = 5
+  bn_eps: float = 1e-3
+
+  def _units(self) -> dict[str, ConvBN]:
+    unit = lambda features, kernel: self._conv_bn(features, kernel, act=jax.nn.relu,
+                                                  bn_eps=self.bn_eps)
+    return {'b1': unit(self.c1, 1), 'b2_reduce': unit(self.c3_reduce, 1),
+            'b2': unit(self.c3, 3), 'b3_reduce': unit(self.c5_reduce, 1),
+            'b3': unit(self.c5, self.c5_kernel), 'b4': unit(self.pool_proj, 1)}
+
+  def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
+    c_ins = {'b1': c_in, 'b2_reduce': c_in, 'b2': self.c3_reduce, 'b3_reduce': c_in,
+             'b3': self.c5_reduce, 'b4': c_in}
+    params, state = {}, {}
+    for k, (name, unit) in zip(jax.random.split(key, 6), self._units().items()):
+      params[name], state[name] = unit.init(k, c_ins[name])
+    return params, state
+
+  def apply(self, params: Tree, state: Tree, x: jax.Array, *,
+            train: bool) -> tuple[jax.Array, Tree]:
+    x = cast(x, self.dtype)
+    units, new_state = self._units(), {}
+
+    def run(name, h):
+      y, new_state[name] = units[name].apply(params[name], state[name], h, train=train)
+      return y
+
+    b1 = run('b1', x)
+    b2 = run('b2', run('b2_reduce', x))
+    b3 = run('b3', run('b3_reduce', x))
+    b4 = run('b4', pool.max_pool(x, 3, stride=1, padding=1))
+    return jnp.concatenate([b1, b2, b3, b4], axis=-1), new_state
 
 
-def inception_block(params: Tree, state: Tree, x: jax.Array, *, train: bool,
-                    impl: Impl = 'lax', bn_eps: float = 1e-3,
-                    axis_name: str | None = None) -> tuple[jax.Array, Tree]:
-  """1x1 | 1x1->3x3 | 1x1->kxk | maxpool3x3->1x1, concatenated on channels.
+# --------------------------------------------------------------------------- functional
 
-  x: (N, H, W, C_in) -> (N, H, W, c1 + c3 + c5 + pool_proj).
-  """
-  new_state = {}
+def conv_init(key: jax.Array, kernel: int, c_in: int, c_out: int, *, bias: bool = False,
+              groups: int = 1, dtype=jnp.float32) -> Tree:
+  """:class:`Conv`'s params as a function (one-off convolutions, weight ports)."""
+  return Conv(c_out, kernel, use_bias=bias, groups=groups, param_dtype=dtype).init(key, c_in)[0]
 
-  def unit(name, h):
-    y, new_state[name] = conv_bn(params[name], state[name], h, train=train, act=jax.nn.relu,
-                                 impl=impl, bn_eps=bn_eps, axis_name=axis_name)
-    return y
 
-  b1 = unit('b1', x)
-  b2 = unit('b2', unit('b2_reduce', x))
-  b3 = unit('b3', unit('b3_reduce', x))
-  b4 = unit('b4', pool.max_pool(x, 3, stride=1, padding=1))
-  return jnp.concatenate([b1, b2, b3, b4], axis=-1), new_state
+def conv(params: Tree, x: jax.Array, *, stride: int = 1, padding=None, dilation: int = 1,
+         groups: int = 1, impl: Impl = 'lax') -> jax.Array:
+  """:class:`Conv` on explicit ``params`` (its size and bias read from them); pads ``k // 2``."""
+  w = params['kernel']
+  spec = Conv(w.shape[-1], w.shape[0], stride, padding, 'bias' in params, groups, dilation,
+              conv_impl=impl)
+  return spec.apply(params, {}, x)[0]

@@ -8,13 +8,15 @@ A :class:`Layer` is a pair of pure functions::
 ``in_shape`` includes the batch axis, e.g. ``(1, 32, 32, 3)``. ``state``
 carries BatchNorm statistics (empty ``{}`` for stateless layers) and ``rng``
 feeds dropout. Combinators (:func:`sequential`, :func:`residual`,
-:func:`concat`) build layers from layers, and block layers wrap the pure blocks
-of :mod:`cnn_jax.ops.blocks`, so the math stays in one place. A ResNet-ish
-CIFAR net in a few lines::
+:func:`concat`) build layers from layers. Every parametrised layer is a spec
+of :mod:`cnn_jax.ops.blocks` through the one adapter :func:`from_spec` (the
+Linen modules of :mod:`cnn_jax.nn` wrap the same specs, so the two cannot
+disagree), and the combinators take specs directly. A ResNet-ish CIFAR net
+in a few lines::
 
     net = sequential(
         conv_bn(16, 3), relu,
-        residual_block(16), residual_block(32, stride=2, shortcut='A'),
+        residual_block(16), blocks.BasicBlock(32, strides=2, shortcut='A'),
         global_avg_pool, dense(10))
     params, state, _ = net.init(jax.random.key(0), (1, 32, 32, 3))
     logits, state = jax.jit(net.apply, static_argnames='train')(params, state, x, train=True)
@@ -31,8 +33,6 @@ import jax.numpy as jnp
 
 from cnn_jax.ops import blocks, pool
 from cnn_jax.ops.conv import Impl
-from cnn_jax.ops.norm import batch_norm as _batch_norm
-from cnn_jax.ops.norm import batch_norm_init
 
 Shape = tuple[int, ...]
 
@@ -66,6 +66,15 @@ def layer(init_fn: Callable[[jax.Array, int], tuple[Any, Any]],
   return Layer(init, apply)
 
 
+def from_spec(spec: blocks.Spec) -> Layer:
+  """The Layer of a block spec: its ``init(key, in_shape[-1])`` and ``apply``."""
+  return layer(spec.init, spec.apply)
+
+
+def _as_layer(lyr: Layer | blocks.Spec) -> Layer:
+  return from_spec(lyr) if isinstance(lyr, blocks.Spec) else lyr
+
+
 def stateless(fn: Callable[[jax.Array], jax.Array]) -> Layer:
   """A parameter-free layer from ``fn(x) -> y`` (activations, pooling, reshapes)."""
   return layer(lambda key, c_in: ({}, {}), lambda p, s, x, train: (fn(x), s))
@@ -92,28 +101,21 @@ def avg_pool(window, stride=None, padding='VALID') -> Layer:
 def conv(c_out: int, kernel: int, *, stride: int = 1, padding=None, bias: bool = True,
          impl: Impl = 'lax') -> Layer:
   """Convolution (pads ``kernel // 2`` by default). (N,H,W,C) -> (N,H',W',c_out)."""
-  return layer(
-      lambda key, c_in: (blocks.conv_init(key, kernel, c_in, c_out, bias=bias), {}),
-      lambda p, s, x, train: (blocks.conv(p, x, stride=stride, padding=padding, impl=impl), s))
+  return from_spec(blocks.Conv(c_out, kernel, stride, padding, bias, conv_impl=impl))
 
 
 def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
-  return layer(lambda key, c_in: batch_norm_init(c_in),
-               lambda p, s, x, train: _batch_norm(p, s, x, train=train, momentum=momentum,
-                                                  eps=eps))
+  return from_spec(blocks.BatchNorm(momentum, eps))
 
 
 def conv_bn(c_out: int, kernel: int, *, stride: int = 1, padding=None,
             impl: Impl = 'lax') -> Layer:
   """Bias-free conv followed by BatchNorm (no activation; add ``relu`` after)."""
-  return layer(lambda key, c_in: blocks.conv_bn_init(key, kernel, c_in, c_out),
-               lambda p, s, x, train: blocks.conv_bn(p, s, x, train=train, stride=stride,
-                                                     padding=padding, impl=impl))
+  return from_spec(blocks.ConvBN(c_out, kernel, stride, padding, act=None, conv_impl=impl))
 
 
 def dense(d_out: int, *, bias: bool = True) -> Layer:
-  return layer(lambda key, d_in: (blocks.dense_init(key, d_in, d_out, bias=bias), {}),
-               lambda p, s, x, train: (blocks.dense(p, x), s))
+  return from_spec(blocks.Dense(d_out, bias))
 
 
 def dropout(rate: float) -> Layer:
@@ -134,32 +136,21 @@ def dropout(rate: float) -> Layer:
 
 def residual_block(c_out: int, *, stride: int = 1, shortcut: str = 'B',
                    impl: Impl = 'lax') -> Layer:
-  return layer(
-      lambda key, c_in: blocks.residual_block_init(key, c_in, c_out, stride=stride,
-                                                   shortcut=shortcut),
-      lambda p, s, x, train: blocks.residual_block(p, s, x, train=train, stride=stride,
-                                                   shortcut=shortcut, impl=impl))
+  return from_spec(blocks.BasicBlock(c_out, stride, shortcut, conv_impl=impl))
 
 
 def plain_block(c_out: int, *, stride: int = 1, impl: Impl = 'lax') -> Layer:
-  return layer(
-      lambda key, c_in: blocks.plain_block_init(key, c_in, c_out, stride=stride),
-      lambda p, s, x, train: blocks.plain_block(p, s, x, train=train, stride=stride, impl=impl))
+  return from_spec(blocks.PlainBlock(c_out, stride, conv_impl=impl))
 
 
 def bottleneck_block(width: int, *, stride: int = 1, impl: Impl = 'lax') -> Layer:
-  return layer(
-      lambda key, c_in: blocks.bottleneck_block_init(key, c_in, width, stride=stride),
-      lambda p, s, x, train: blocks.bottleneck_block(p, s, x, train=train, stride=stride,
-                                                     impl=impl))
+  return from_spec(blocks.Bottleneck(width, stride, conv_impl=impl))
 
 
 def inception_block(c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, pool_proj: int,
                     *, impl: Impl = 'lax') -> Layer:
-  return layer(
-      lambda key, c_in: blocks.inception_block_init(key, c_in, c1, c3_reduce, c3, c5_reduce,
-                                                    c5, pool_proj),
-      lambda p, s, x, train: blocks.inception_block(p, s, x, train=train, impl=impl))
+  return from_spec(blocks.Inception(c1, c3_reduce, c3, c5_reduce, c5, pool_proj,
+                                    conv_impl=impl))
 
 
 # --------------------------------------------------------------------------- combinators
@@ -168,8 +159,9 @@ def _split(rng, n):
   return [None] * n if rng is None else list(jax.random.split(rng, n))
 
 
-def sequential(*layers: Layer) -> Layer:
+def sequential(*layers: Layer | blocks.Spec) -> Layer:
   """Applies ``layers`` in order; params and state are tuples, one entry per layer."""
+  layers = tuple(map(_as_layer, layers))
 
   def init(key, in_shape):
     params, state, shape = [], [], tuple(in_shape)
@@ -189,8 +181,9 @@ def sequential(*layers: Layer) -> Layer:
   return Layer(init, apply)
 
 
-def concat(*branches: Layer, axis: int = -1) -> Layer:
+def concat(*branches: Layer | blocks.Spec, axis: int = -1) -> Layer:
   """Runs every branch on the same input and concatenates the outputs (Inception)."""
+  branches = tuple(map(_as_layer, branches))
 
   def init(key, in_shape):
     outs = [b.init(k, in_shape) for k, b in zip(jax.random.split(key, len(branches)), branches)]
@@ -210,14 +203,15 @@ def concat(*branches: Layer, axis: int = -1) -> Layer:
   return Layer(init, apply)
 
 
-def residual(body: Layer, shortcut: Layer | None = None,
+def residual(body: Layer | blocks.Spec, shortcut: Layer | blocks.Spec | None = None,
              post: Callable[[jax.Array], jax.Array] | None = None) -> Layer:
   """``post(body(x) + shortcut(x))``; the shortcut defaults to the identity.
 
   Shapes of the two paths must match (use e.g. a strided ``conv_bn`` shortcut
   when the body changes resolution or channels).
   """
-  shortcut = shortcut or stateless(lambda x: x)
+  body = _as_layer(body)
+  shortcut = stateless(lambda x: x) if shortcut is None else _as_layer(shortcut)
 
   def init(key, in_shape):
     kb, ks = jax.random.split(key)

@@ -1,4 +1,6 @@
-"""Pure blocks vs their Linen wrappers, shortcut options, BN state and dtype policy."""
+"""Block specs vs their Linen modules and compose layers, shortcut options, BN state, dtypes."""
+
+import dataclasses
 
 import chex
 import jax
@@ -8,44 +10,45 @@ import pytest
 from absl.testing import parameterized
 
 from cnn_jax import nn as cnn
-from cnn_jax.ops import blocks, norm
+from cnn_jax.ops import blocks, compose, norm
 
 X = jax.random.normal(jax.random.key(42), (2, 8, 8, 8))
 
-# (module, pure apply with the same hyper-parameters, expected output shape)
+# (Linen module, the spec built independently with the same hyper-parameters, output shape)
 CASES = {
     'basic_A': (cnn.BasicBlock(features=16, strides=2, shortcut='A'),
-                lambda p, s, x, t, impl: blocks.residual_block(
-                    p, s, x, train=t, stride=2, shortcut='A', impl=impl), (2, 4, 4, 16)),
+                blocks.BasicBlock(16, 2, 'A'), (2, 4, 4, 16)),
     'basic_B': (cnn.BasicBlock(features=16, strides=2, shortcut='B'),
-                lambda p, s, x, t, impl: blocks.residual_block(
-                    p, s, x, train=t, stride=2, shortcut='B', impl=impl), (2, 4, 4, 16)),
-    'plain': (cnn.PlainBlock(features=8),
-              lambda p, s, x, t, impl: blocks.plain_block(p, s, x, train=t, impl=impl),
-              (2, 8, 8, 8)),
-    'bottleneck': (cnn.Bottleneck(width=4, strides=2),
-                   lambda p, s, x, t, impl: blocks.bottleneck_block(
-                       p, s, x, train=t, stride=2, impl=impl), (2, 4, 4, 16)),
+                blocks.BasicBlock(16, 2, 'B'), (2, 4, 4, 16)),
+    'plain': (cnn.PlainBlock(features=8), blocks.PlainBlock(8), (2, 8, 8, 8)),
+    'bottleneck': (cnn.Bottleneck(width=4, strides=2), blocks.Bottleneck(4, 2), (2, 4, 4, 16)),
     'inception': (cnn.Inception(c1=4, c3_reduce=2, c3=6, c5_reduce=2, c5=3, pool_proj=5),
-                  lambda p, s, x, t, impl: blocks.inception_block(p, s, x, train=t, impl=impl),
-                  (2, 8, 8, 18)),
+                  blocks.Inception(4, 2, 6, 2, 3, 5), (2, 8, 8, 18)),
     'conv_bn': (cnn.ConvBN(features=6, kernel_size=3, strides=2),
-                lambda p, s, x, t, impl: blocks.conv_bn(
-                    p, s, x, train=t, stride=2, act=jax.nn.relu, impl=impl), (2, 4, 4, 6)),
+                blocks.ConvBN(6, 3, 2, act=jax.nn.relu), (2, 4, 4, 6)),
+    'batch_norm': (cnn.BatchNorm(momentum=0.8), blocks.BatchNorm(0.8), (2, 8, 8, 8)),
 }
+STATELESS = {
+    'conv': (cnn.Conv(5, 3, strides=2, groups=1), blocks.Conv(5, 3, 2), (2, 4, 4, 5)),
+    'dense': (cnn.Dense(3, use_bias=False), blocks.Dense(3, False), (2, 8, 8, 3)),
+}
+LINEN = (cnn.Conv, cnn.Dense, cnn.BatchNorm, cnn.ConvBN, cnn.BasicBlock, cnn.PlainBlock,
+         cnn.Bottleneck, cnn.Inception)
 
 
 class BlockEquivalenceTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.product(case=list(CASES), train=[True, False], impl=['lax', 'einsum'])
-  def test_module_equals_pure_function(self, case, train, impl):
-    module, pure, out_shape = CASES[case]
-    module = module.clone(conv_impl=impl)
+  def test_module_equals_spec(self, case, train, impl):
+    module, spec, out_shape = CASES[case]
+    if 'conv_impl' in module.spec_type.__dataclass_fields__:
+      module, spec = module.clone(conv_impl=impl), dataclasses.replace(spec, conv_impl=impl)
+    assert module.spec() == spec
     variables = module.init(jax.random.key(0), X, train=False)
     y_mod, updated = self.variant(
         lambda v, x: module.apply(v, x, train=train, mutable=['batch_stats']))(variables, X)
-    y_pure, new_state = self.variant(lambda p, s, x: pure(p, s, x, train, impl))(
+    y_pure, new_state = self.variant(lambda p, s, x: spec.apply(p, s, x, train=train))(
         variables['params'], variables['batch_stats'], X)
     chex.assert_shape(y_mod, out_shape)
     np.testing.assert_allclose(y_mod, y_pure, atol=1e-6)
@@ -56,13 +59,58 @@ class BlockEquivalenceTest(chex.TestCase):
     else:      # ... and stay put in evaluation
       chex.assert_trees_all_equal(new_state, variables['batch_stats'])
 
+  @parameterized.parameters(*CASES, *STATELESS)
+  def test_module_and_compose_layer_agree(self, case):
+    """One spec, two front ends: same variable tree, same outputs and states."""
+    module, spec, out_shape = {**CASES, **STATELESS}[case]
+    variables = module.init(jax.random.key(0), X, train=False)
+    lyr = compose.from_spec(module.spec())
+    params, state, shape = lyr.init(jax.random.key(1), X.shape)
+    assert shape == out_shape
+    chex.assert_trees_all_equal_shapes_and_dtypes(params, variables['params'])
+    chex.assert_trees_all_equal_shapes_and_dtypes(state, variables.get('batch_stats', {}))
+    for train in (True, False):
+      y_mod, upd = module.apply(variables, X, train=train, mutable=['batch_stats'])
+      y_lyr, new_state = lyr.apply(variables['params'], variables.get('batch_stats', {}), X,
+                                   train=train)
+      np.testing.assert_array_equal(y_mod, y_lyr)
+      chex.assert_trees_all_equal(upd.get('batch_stats', {}), new_state)
+
   @parameterized.parameters(*CASES)
   def test_einsum_matches_lax(self, case):
     module, _, _ = CASES[case]
+    if 'conv_impl' not in module.spec_type.__dataclass_fields__:
+      self.skipTest('no convolution')
     variables = module.init(jax.random.key(0), X, train=False)
     y = {impl: module.clone(conv_impl=impl).apply(variables, X, train=False)
          for impl in ('lax', 'einsum')}
     np.testing.assert_allclose(y['einsum'], y['lax'], atol=1e-4)
+
+
+@pytest.mark.parametrize('cls', LINEN, ids=lambda c: c.__name__)
+def test_linen_fields_are_the_spec_fields(cls):
+  """A spec field is a module field (same default), so an option is one edit."""
+  spec_fields = {f.name: f.default for f in dataclasses.fields(cls.spec_type) if f.init}
+  module_fields = {f.name: f.default for f in dataclasses.fields(cls)
+                   if f.name not in ('parent', 'name')}
+  assert module_fields == spec_fields
+  assert cls.__name__ == cls.spec_type.__name__  # Flax's auto names and introspect's kinds
+
+
+def test_plain_block_has_no_shortcut_option():
+  assert 'shortcut' not in {f.name for f in dataclasses.fields(cnn.PlainBlock)}
+  assert blocks.PlainBlock(8).shortcut is None
+  with pytest.raises(TypeError):
+    blocks.PlainBlock(8, shortcut='A')
+
+
+def test_stateful_module_needs_train():
+  module = cnn.ConvBN(features=4)
+  variables = module.init(jax.random.key(0), X, train=False)
+  with pytest.raises(TypeError, match='call it with train=True or train=False'):
+    module.apply(variables, X)
+  conv = cnn.Conv(4)  # stateless: train is optional
+  chex.assert_shape(conv.apply(conv.init(jax.random.key(0), X), X), (2, 8, 8, 4))
 
 
 def _n_params(tree):
@@ -71,13 +119,13 @@ def _n_params(tree):
 
 def test_option_a_is_parameter_free_and_plain_matches_it():
   key = jax.random.key(0)
-  pa, _ = blocks.residual_block_init(key, 16, 32, stride=2, shortcut='A')
-  pb, _ = blocks.residual_block_init(key, 16, 32, stride=2, shortcut='B')
-  pp, _ = blocks.plain_block_init(key, 16, 32, stride=2)
+  pa, _ = blocks.BasicBlock(32, 2, 'A').init(key, 16)
+  pb, _ = blocks.BasicBlock(32, 2, 'B').init(key, 16)
+  pp, _ = blocks.PlainBlock(32, 2).init(key, 16)
   assert _n_params(pa) == _n_params(pp) == 2 * 0 + (3 * 3 * 16 * 32 + 3 * 3 * 32 * 32) + 4 * 32
   assert _n_params(pb) == _n_params(pa) + 16 * 32 + 2 * 32  # 1x1 projection + its BN
   # Option B adds no projection when the shape is unchanged.
-  pb_same, _ = blocks.residual_block_init(key, 16, 16, shortcut='B')
+  pb_same, _ = blocks.BasicBlock(16, shortcut='B').init(key, 16)
   assert 'proj' not in pb_same
 
 
@@ -92,20 +140,22 @@ def test_shortcut_a_subsamples_and_zero_pads():
 
 
 def test_plain_block_differs_from_residual_by_the_shortcut():
-  params, state = blocks.residual_block_init(jax.random.key(1), 8, 8, shortcut='A')
-  y_res, _ = blocks.residual_block(params, state, X, train=False, shortcut='A')
-  y_plain, _ = blocks.plain_block(params, state, X, train=False)
+  res, plain = blocks.BasicBlock(8, shortcut='A'), blocks.PlainBlock(8)
+  params, state = res.init(jax.random.key(1), 8)
+  y_res, _ = res.apply(params, state, X, train=False)
+  y_plain, _ = plain.apply(params, state, X, train=False)
   assert not np.allclose(y_res, y_plain)
   # With zero weights the body is 0, so residual = relu(x) and plain = 0.
   zero = jax.tree.map(jnp.zeros_like, params)
-  np.testing.assert_allclose(blocks.residual_block(zero, state, X, train=False,
-                                                   shortcut='A')[0], jax.nn.relu(X))
-  np.testing.assert_allclose(blocks.plain_block(zero, state, X, train=False)[0], 0.0)
+  np.testing.assert_allclose(res.apply(zero, state, X, train=False)[0], jax.nn.relu(X))
+  np.testing.assert_allclose(plain.apply(zero, state, X, train=False)[0], 0.0)
 
 
 def test_unknown_shortcut():
   with pytest.raises(ValueError, match=r"unknown shortcut option 'C'.*\('A', 'B'\)"):
-    blocks.residual_block_init(jax.random.key(0), 4, 4, shortcut='C')
+    blocks.BasicBlock(4, shortcut='C')
+  with pytest.raises(ValueError, match='unknown shortcut option'):
+    cnn.BasicBlock(features=4, shortcut='C').init(jax.random.key(0), X, train=False)
 
 
 def test_batch_norm_statistics():
@@ -159,10 +209,10 @@ def test_conv_and_dense_wrappers():
 
 
 def test_bottleneck_strides_on_the_3x3_as_resnet_v1_5():
-  params, state = blocks.bottleneck_block_init(jax.random.key(0), 16, 8, stride=2)
+  spec = blocks.Bottleneck(8, 2)
+  params, state = spec.init(jax.random.key(0), 16)
   x = jnp.zeros((1, 8, 8, 16))
-  jaxpr = jax.make_jaxpr(lambda x: blocks.bottleneck_block(params, state, x, train=False,
-                                                           stride=2))(x)
+  jaxpr = jax.make_jaxpr(lambda x: spec.apply(params, state, x, train=False))(x)
   convs = [(e.invars[1].aval.shape[:2], e.outvars[0].aval.shape)
            for e in jaxpr.jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
   # conv1 1x1 keeps 8x8, conv2 3x3 halves it, conv3 1x1 and the 1x1 projection at 4x4.

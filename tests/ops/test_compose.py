@@ -29,7 +29,7 @@ def test_shapes_and_parameter_structure():
   chex.assert_shape(y, (5, 3))
   chex.assert_trees_all_equal_structs(state, new_state)
   # The residual_block layer holds exactly the pure block's parameters.
-  ref, _ = blocks.residual_block_init(jax.random.key(0), 8, 8)
+  ref, _ = blocks.BasicBlock(8).init(jax.random.key(0), 8)
   chex.assert_trees_all_equal_shapes(params[2], ref)
 
 
@@ -76,3 +76,19 @@ def test_concat_and_residual_errors():
   with pytest.raises(ValueError, match='dropout needs an rng'):
     drop.apply(p, s, jnp.ones((2, 4)), train=True)
   np.testing.assert_array_equal(drop.apply(p, s, jnp.ones((2, 4)))[0], 1.0)
+
+
+def test_specs_compose_directly():
+  """A block spec is a layer: the named layers are the specs, so both build the same net."""
+  named = C.sequential(C.conv_bn(8, 3), C.relu, C.residual_block(8, shortcut='A'),
+                       C.residual(C.conv(8, 3), shortcut=C.conv_bn(8, 1)),
+                       C.global_avg_pool, C.dense(3))
+  specs = C.sequential(blocks.ConvBN(8, 3, act=None), C.relu, blocks.BasicBlock(8, shortcut='A'),
+                       C.residual(blocks.Conv(8, 3), shortcut=blocks.ConvBN(8, 1, act=None)),
+                       C.global_avg_pool, blocks.Dense(3))
+  key, x = jax.random.key(0), jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  (pa, sa, shape_a), (pb, sb, shape_b) = named.init(key, x.shape), specs.init(key, x.shape)
+  assert shape_a == shape_b == (2, 3)
+  chex.assert_trees_all_equal((pa, sa), (pb, sb))
+  chex.assert_trees_all_equal(named.apply(pa, sa, x, train=True),
+                              specs.apply(pb, sb, x, train=True))
