@@ -34,6 +34,14 @@ import numpy as np
 import optax
 
 from benchmarks import timer
+from cnn_jax.dtypes import compute_dtype
+from cnn_jax.models import get_model
+from cnn_jax.models.introspect import xla_flops
+from cnn_jax.tasks import Classification
+from cnn_jax.train.config import default_config
+from cnn_jax.train.parallel import DataParallel
+from cnn_jax.train.state import create_train_state
+from cnn_jax.train.step import make_train_step
 
 MODELS = {  # name -> (registry name, kwargs, image side, baseline depth or None)
     'resnet20': ('cifar_resnet', {'depth': 20}, 32, 20),
@@ -121,20 +129,18 @@ def project_step_fn(name: str, batch: int, dtype_name: str):
   That is what ``cnn_jax.main`` runs (state donated, batch sharded, here over
   one device), with the uint8 batch normalised and augmented inside.
   """
-  from cnn_jax.models import get_model
-  from cnn_jax.train.parallel import DataParallel
-  from cnn_jax.train.state import create_train_state
-  from cnn_jax.train.step import make_train_step
   reg, kwargs, side, _ = MODELS[name]
-  dtype = jnp.bfloat16 if dtype_name == 'bfloat16' else None
+  dtype = compute_dtype(dtype_name)
   model = get_model(reg, num_classes=10 if side == 32 else 1000, dtype=dtype, **kwargs)
   schedule = optax.constant_schedule(0.1)
   tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(schedule, momentum=0.9))
   dp = DataParallel('jit', jax.devices()[:1])
   state = dp.put_state(jax.jit(lambda k: create_train_state(model, tx, k, (1, side, side, 3)))(
       jax.random.key(0)))
-  train_step = make_train_step(model, tx, schedule, mean=(0.5,) * 3, std=(0.25,) * 3,
-                               augment={'crop_padding': 4, 'flip': True})
+  task_config = default_config()
+  task_config.augment.crop_padding, task_config.augment.flip = 4, True
+  train_step = make_train_step(model, Classification(task_config), tx, schedule,
+                               mean=(0.5,) * 3, std=(0.25,) * 3)
   step = dp.compile_train(train_step)
   rng = np.random.default_rng(0)
   batch_arrays = dp.put_batch({
@@ -223,7 +229,6 @@ class _Stateful:
 
 
 def run(args) -> dict:
-  from cnn_jax.models.introspect import xla_flops
   rows = []
   peaks = {d: matmul_peak_tflops(d, args.matmul_n, args.repeats) for d in args.dtypes.split(',')}
   for d, p in peaks.items():
@@ -236,7 +241,7 @@ def run(args) -> dict:
         flops = xla_flops(step, state, arrays, key) or float('nan')  # before donation
         candidates = {'cnn_jax': _Stateful(state, fn)}
         if base_depth is not None:
-          dtype = jnp.bfloat16 if dtype_name == 'bfloat16' else jnp.float32
+          dtype = compute_dtype(dtype_name) or jnp.float32
           candidates['flax_baseline'] = _Stateful(*baseline_step_fn(base_depth, batch, dtype))
           if args.torch:
             try:

@@ -13,11 +13,16 @@ once a checkpoint is saved: the same command resumes).
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from cnn_jax.train.config import load_config
+from cnn_jax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
+from cnn_jax.train.xla_cache import enable_compilation_cache
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, optionally with an argument: FILE[:ARG].',
@@ -58,9 +63,7 @@ def main(argv) -> None:
   if config is None or not _WORKDIR.value:
     fail('both --config=configs/NAME.py[:ARG] and --workdir=DIR are required.')
   logging.set_verbosity(logging.WARNING)
-  from cnn_jax.train.xla_cache import enable_compilation_cache
   enable_compilation_cache()
-  from cnn_jax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
   try:
     result = train_and_evaluate(config, _WORKDIR.value, quiet=_QUIET.value)
   except NonFiniteLossError as e:
@@ -69,10 +72,11 @@ def main(argv) -> None:
     fail(str(e), code=143)  # 128 + SIGTERM: schedulers read it as "requeue me"
   except (ValueError, FileNotFoundError, NotADirectoryError, KeyError) as e:
     fail(one_line(e))
-  ev, tr = result['eval'], result['train']
-  print(f"final eval accuracy {ev['accuracy']:.4f} (loss {ev['loss']:.4f}) on {int(ev['count'])} "
-        f"examples after {result['steps']} steps; train {tr.get('img_per_sec', 0):.0f} img/s, "
-        f"compile {result['compile_s']:.1f} s; outputs in {_WORKDIR.value}")
+  tr = result['train']
+  print(f"final eval {result['summary']} after {result['steps']} steps; best "
+        f"{result['headline']} at step {result['best_step']}; train "
+        f"{tr.get('img_per_sec', 0):.0f} img/s, compile {result['compile_s']:.1f} s; outputs "
+        f"in {_WORKDIR.value}")
 
 
 def unknown_key_message(argv: list[str]) -> str | None:
@@ -81,9 +85,6 @@ def unknown_key_message(argv: list[str]) -> str | None:
   Returns e.g. ``unknown config key 'optimizer.lrr'; did you mean 'optimizer.lr'?
   valid keys of optimizer: b1, b2, ...``, or None if no override is at fault.
   """
-  import difflib
-
-  from cnn_jax.train.config import load_config
   spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
   if spec is None:
     return None

@@ -1,53 +1,50 @@
-r"""Face verification and one-shot recognition (FaceNet triplets + a siamese head).
+r"""Face verification and one-shot recognition: FaceNet triplets (+ siamese heads).
 
   # synthetic identities (shape x colour, random nuisance), offline
-  python -m experiments.face_verify --config=configs/face_verify.py --workdir=workdirs/faces
-  # your own faces: one folder per person under DIR (identities are split, not images)
-  python -m experiments.face_verify --config=configs/face_verify.py \
-      --config.data=folder --config.root=DIR --config.image_size=64 --workdir=workdirs/faces_own
+  python -m cnn_jax.main --config=configs/face_verify.py --workdir=workdirs/faces
+  python -m experiments.face_verify report workdirs/faces    # results.md, roc.png
+  # your own faces: DIR/people/<person>/<image> (identities are split, not images)
+  python -m cnn_jax.main --config=configs/face_verify.py --config.data.name=image_folder \
+      --config.data.root=DIR --config.data.train_split=people --config.data.image_size=64 \
+      --workdir=workdirs/faces_own
 
-Identities are split three ways: train (triplet training, siamese head), val
-(unseen: picks the distance threshold) and test (unseen: verification accuracy
-at that threshold, ROC AUC, one-shot nearest-neighbour accuracy with a gallery
-of one image per identity).
+Identities are split three ways (task ``metric_learning``): train (triplet
+training on P x K batches), val (unseen: picks the distance threshold and fits
+the siamese heads) and test (unseen: verification accuracy at that threshold,
+ROC AUC, one-shot nearest-neighbour accuracy with a gallery of one image per
+identity, siamese-head accuracy). ``checkpoints`` keeps the best val-AUC step.
 
 Arg: none, or ``steps=N,mining=hard|semi_hard|all``.
 
-Result (2026-11-24, 2-core CPU dev machine, jax 0.10.2, defaults): 73 s of
-training; on 10 unseen test identities verification accuracy 98.7% at the val
-threshold (ROC AUC 0.997), one-shot nearest-neighbour accuracy 89.3% (chance
-10%), siamese heads 97.0% (abs) / 97.4% (chi2). ``mining=hard``: 92.5%, AUC 0.973.
+Result: see RESULT below (filled from the measured run).
 """
 
 import ml_collections
 
-from cnn_jax.train.config import parse_arg
+from cnn_jax.train.config import default_config, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, {'steps': 800, 'mining': 'semi_hard'})
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = 'synthetic'          # 'synthetic' | 'folder'
-  c.root = ''                   # folder: DIR/<person>/<image>
-  c.image_size = 32
-  c.train_identities = 40       # synthetic: ids 0..39; folder: the rest after val/test
-  c.val_identities = 10
-  c.test_identities = 10
-  c.per_identity = 30           # synthetic only
-  c.backbone = 'cifar_resnet'
-  c.backbone_kwargs = ml_collections.ConfigDict({'depth': 8, 'widths': (16, 32, 64)})
-  c.dim = 128
-  c.margin = 0.2
-  c.mining = a['mining']        # 'hard' (batch-hard) | 'semi_hard' (FaceNet) | 'all'
-  c.identities_per_batch = 8    # P: a batch is P identities x K images
-  c.images_per_identity = 8     # K
-  c.steps = a['steps']
-  c.lr = 2e-3                   # Adam, cosine decay
-  c.weight_decay = 1e-4
-  c.flip = True
+  c = default_config('metric_learning')
+  c.model.name = 'embedding'
+  c.model.kwargs = ml_collections.ConfigDict({
+      'backbone': 'cifar_resnet', 'dim': 128,
+      'backbone_kwargs': {'depth': 8, 'widths': (16, 32, 64)}})
+  c.data.name = 'synthetic'
+  c.data.image_size = 32
+  c.task.mining = a['mining']
+  c.task.identities_per_batch = 8   # P
+  c.task.images_per_identity = 8    # K
+  c.batch_size = 64                 # P x K
+  c.eval_batch_size = 128
+  c.num_steps = a['steps']
   c.log_every = 50
-  c.siamese_steps = 300         # logistic head on frozen embeddings, train identities' pairs
-  c.siamese_lr = 0.05
-  c.siamese_pairs = 20_000
+  c.eval_every = 400
+  c.checkpoint_every = 400
+  c.optimizer.name = 'adamw'
+  c.optimizer.lr = 2e-3
+  c.optimizer.weight_decay = 1e-4
+  c.schedule.name = 'cosine'
+  c.augment.flip = True
   return c

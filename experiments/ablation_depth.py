@@ -40,6 +40,8 @@ import statistics
 import sys
 
 from cnn_jax.train.config import load_config
+from cnn_jax.train.logging import read_metrics
+from cnn_jax.train.xla_cache import enable_compilation_cache
 from experiments.sweep import run_or_skip
 
 NETS = ('plain', 'residual')
@@ -99,7 +101,6 @@ def make_config(sweep: Sweep, net: str, depth: int, seed: int):
 
 
 def run_sweep(sweep: Sweep, root: pathlib.Path, *, quiet: bool = True) -> None:
-  from cnn_jax.train.xla_cache import enable_compilation_cache
   enable_compilation_cache(min_compile_secs=0.5)  # seeds 1.. reuse seed 0's programs
   root.mkdir(parents=True, exist_ok=True)
   (root / 'sweep.json').write_text(json.dumps(dataclasses.asdict(sweep), indent=2) + '\n')
@@ -113,7 +114,6 @@ def run_sweep(sweep: Sweep, root: pathlib.Path, *, quiet: bool = True) -> None:
 
 def _read_run(workdir: pathlib.Path) -> dict | None:
   """Curves and summary of one run from its metrics.jsonl (finished or not)."""
-  from cnn_jax.train.logging import read_metrics
   rows = read_metrics(workdir / 'metrics.jsonl')
   if not rows.get('eval'):
     return None

@@ -1,14 +1,18 @@
-"""The command line shared by the config-driven experiment scripts.
+"""The command lines shared by the experiment scripts.
 
-    python -m experiments.detect --config=configs/detect.py[:ARG] --workdir=DIR [--quiet]
+    python -m experiments.speedrun --config=configs/cifar_speedrun.py[:ARG] --workdir=DIR
+    python -m experiments.detect report WORKDIR [--which best|latest] [--pictures N]
 
-Each script calls :func:`run_script` under ``if __name__ == '__main__'`` (so
-importing it, in tests or notebooks, defines no flags that could clash with
-``cnn_jax.main``'s). Bad input ends with one ``error: ...`` line and exit 2.
+Config-driven scripts call :func:`run_script` and report scripts over a
+trained run call :func:`report_main`, both under ``if __name__ == '__main__'``
+(so importing a script, in tests or notebooks, defines no flags that could
+clash with ``cnn_jax.main``'s). Bad input ends with one ``error: ...`` line
+and exit 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -48,3 +52,22 @@ def run_script(config_file: str, run: Callable[[Any, str, bool], Any],
     print(report(result))
 
   app.run(main)
+
+
+def report_main(doc: str, report: Callable[[argparse.Namespace], str],
+                argv: list[str] | None = None) -> int:
+  """``report WORKDIR [--which best|latest] [--pictures N]``: prints ``report(args)``."""
+  parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+  sub = parser.add_subparsers(dest='command', required=True)
+  rep = sub.add_parser('report', help='evaluate a trained run, write results and pictures')
+  rep.add_argument('workdir', help='the --workdir of a cnn_jax.main run')
+  rep.add_argument('--which', default='best', choices=('best', 'latest'),
+                   help='checkpoint to evaluate (default: best by the task headline metric)')
+  rep.add_argument('--pictures', type=int, default=8, help='examples drawn')
+  args = parser.parse_args(argv)
+  try:
+    print(report(args))
+  except USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0

@@ -16,6 +16,8 @@ import sys
 
 import numpy as np
 
+from cnn_jax.ops import filters
+
 
 def scene(size: int = 128) -> np.ndarray:
   """A (size, size, 3) float32 RGB image in [0, 1] with sharp-edged shapes."""
@@ -52,7 +54,6 @@ def main(argv=None) -> int:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  from cnn_jax.ops import filters
 
   img = scene() if args.image is None else load_image(args.image)
   panels = [('input', img, None)]

@@ -39,7 +39,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnn_jax.ops import losses
+from cnn_jax.data import augment
+from cnn_jax.data.image_folder import load_image_folder
+from cnn_jax.data.synthetic import load_synthetic
+from cnn_jax.dtypes import compute_dtype
+from cnn_jax.models.speednet import SpeedNet, whitening_kernel
+from cnn_jax.tasks.classification import Classification
+from cnn_jax.train.config import default_config
+from cnn_jax.train.step import make_update
+from cnn_jax.train.xla_cache import enable_compilation_cache
 
 LOOPS = ('auto', 'scan', 'step')
 
@@ -57,7 +65,6 @@ class State:
 def load_data(cfg: Any) -> tuple[Any, Any]:
   """``(train, test)`` ArrayDatasets: the CIFAR-10 folder or the synthetic shapes."""
   if cfg.data == 'synthetic':
-    from cnn_jax.data.synthetic import load_synthetic
     return (load_synthetic('train', num_examples=cfg.num_train),
             load_synthetic('test', num_examples=cfg.num_test))
   if cfg.data != 'folder':
@@ -65,13 +72,11 @@ def load_data(cfg: Any) -> tuple[Any, Any]:
   if not cfg.root:
     raise ValueError('data=folder needs --config.root=DIR (CIFAR-10 train/ and test/ class '
                      'folders, e.g. ../shared/data/cifar10-jpeg).')
-  from cnn_jax.data.image_folder import load_image_folder
   return (load_image_folder(cfg.root, 'train', image_size=32),
           load_image_folder(cfg.root, 'test', image_size=32))
 
 
 def normalize(images: jax.Array, dtype) -> jax.Array:
-  from cnn_jax.data import augment
   return augment.normalize(images, augment.CIFAR10_MEAN, augment.CIFAR10_STD).astype(dtype)
 
 
@@ -153,13 +158,17 @@ class Programs:
 
 def make_programs(model, cfg: Any, num_train: int) -> Programs:
   """The speedrun's pure programs for one model and config."""
-  from cnn_jax.data import augment
-  from cnn_jax.models.speednet import whitening_kernel
-  dtype = jnp.bfloat16 if cfg.dtype == 'bfloat16' else jnp.float32
+  dtype = compute_dtype(cfg.dtype) or jnp.float32
   spe = num_train // cfg.batch_size
   total = max(1, math.ceil(cfg.epochs * spe))
   tx = make_optimizer(cfg, total, spe)
   ema_start = round(cfg.ema_start_epochs * spe)
+  # The project's one gradient step; the whitening kernel is frozen (no gradient
+  # is ever computed for it, and its leaves stay bit-exact).
+  task_config = default_config()
+  task_config.optimizer.label_smoothing = cfg.label_smoothing
+  update = make_update(model, Classification(task_config), tx,
+                       is_frozen=lambda name: name == 'whiten')
 
   def init_state(key: jax.Array, whiten: jax.Array) -> State:
     variables = model.init(key, jnp.zeros((1, 32, 32, 3), dtype))
@@ -189,19 +198,11 @@ def make_programs(model, cfg: Any, num_train: int) -> Programs:
       x = jnp.where(flips[i][:, None, None, None], x[:, :, ::-1], x)
     x = augment.augment_batch(keys[i], x, crop_padding=cfg.translate, crop_mode='reflect')
 
-    def loss_fn(params):
-      # No gradient is ever needed for the frozen whitening kernel: skip its backward conv.
-      params = {**params, 'whiten': jax.lax.stop_gradient(params['whiten'])}
-      logits, mutated = model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
-                                    train=True, mutable=['batch_stats'])
-      return losses.softmax_cross_entropy(logits, labels[idx],
-                                          label_smoothing=cfg.label_smoothing), mutated
-
-    (loss, mutated), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    with jax.numpy_dtype_promotion('standard'):  # optax mixes int32 counts and floats
-      updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    current = {'params': optax.apply_updates(state.params, updates),
-               'batch_stats': mutated['batch_stats']}
+    params, batch_stats, opt_state, metrics, _ = update(
+        state.params, state.batch_stats, state.opt_state,
+        {'image': x, 'label': labels[idx]}, keys[i])
+    loss = metrics['loss']
+    current = {'params': params, 'batch_stats': batch_stats}
     # Lookahead: every ema_every steps from ema_start, average and copy the
     # average back into the net; the decay grows as (t / T)^power.
     step = state.step + 1
@@ -287,8 +288,6 @@ def compile_trainer(progs: Programs, loop: str, state: State, images: jax.Array,
 
 
 def run(cfg: Any, workdir: str | pathlib.Path, *, log=print) -> dict:
-  from cnn_jax.models.speednet import SpeedNet
-  from cnn_jax.train.xla_cache import enable_compilation_cache
   enable_compilation_cache(min_compile_secs=0.5)
   workdir = pathlib.Path(workdir)
   if cfg.seeds < 1 or cfg.epochs <= 0:
@@ -301,7 +300,7 @@ def run(cfg: Any, workdir: str | pathlib.Path, *, log=print) -> dict:
   if len(train) < cfg.batch_size:
     raise ValueError(f'batch_size={cfg.batch_size} exceeds the {len(train)} training images.')
   workdir.mkdir(parents=True, exist_ok=True)
-  dtype = jnp.bfloat16 if cfg.dtype == 'bfloat16' else jnp.float32
+  dtype = compute_dtype(cfg.dtype) or jnp.float32
   model = SpeedNet(widths=tuple(cfg.widths), num_classes=train.num_classes, dtype=dtype,
                    conv_impl=cfg.conv_impl)
   progs = make_programs(model, cfg, len(train))

@@ -34,7 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnn_jax.data.image_folder import decode_image
+from cnn_jax.dtypes import standard_promotion
+from cnn_jax.models import get_model
+from cnn_jax.models import weights as weights_lib
+from cnn_jax.models.introspect import activations
 from cnn_jax.ops import losses
+from experiments.edges import scene
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,7 +67,6 @@ def style_texture(size: int, seed: int = 0) -> np.ndarray:
 
 def load_rgb(path: str) -> np.ndarray:
   """(H, W, 3) float32 in [0, 1]; a one-line error for a missing or corrupt file."""
-  from cnn_jax.data.image_folder import decode_image
   if not pathlib.Path(path).is_file():
     raise FileNotFoundError(f'image {path!r} does not exist; pass an existing PNG/JPEG file.')
   return decode_image(path, None, 3).astype(np.float32) / 255.0
@@ -91,8 +96,6 @@ def save_png(img: np.ndarray, path: pathlib.Path) -> None:
 
 def vgg19_features(weights: str = '', seed: int = 0) -> tuple[Any, Any]:
   """``(model, variables)``: VGG-19 without classifier, torchvision weights or random."""
-  from cnn_jax.models import get_model
-  from cnn_jax.models import weights as weights_lib
   model = get_model('vgg19', include_top=False)
   variables = model.init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
   if weights:
@@ -105,7 +108,6 @@ def vgg19_features(weights: str = '', seed: int = 0) -> tuple[Any, Any]:
 
 def make_feature_fn(model, layers: Sequence[str]) -> Callable[[Any, jax.Array], dict]:
   """``(variables, image (H, W, 3) in [0, 1]) -> {layer: ReLU activations (1, h, w, c)}``."""
-  from cnn_jax.models.introspect import activations
   mean, std = jnp.asarray(IMAGENET_MEAN), jnp.asarray(IMAGENET_STD)
 
   def features(variables: Any, image: jax.Array) -> dict:
@@ -155,7 +157,7 @@ def make_optimizer(cfg: Any, loss: Callable) -> tuple[optax.GradientTransformati
     @jax.jit
     def step(image, opt_state, variables, targets):
       (_, parts), grad = jax.value_and_grad(loss, has_aux=True)(image, variables, targets)
-      with jax.numpy_dtype_promotion('standard'):  # optax mixes int32 counts and floats
+      with standard_promotion():
         updates, opt_state = tx.update(grad, opt_state, image)
       return jnp.clip(optax.apply_updates(image, updates), 0.0, 1.0), opt_state, parts
   elif cfg.optimizer == 'lbfgs':
@@ -164,7 +166,7 @@ def make_optimizer(cfg: Any, loss: Callable) -> tuple[optax.GradientTransformati
     @jax.jit
     def step(image, opt_state, variables, targets):
       value = lambda g: loss(g, variables, targets)[0]
-      with jax.numpy_dtype_promotion('standard'):  # optax mixes int32 counts and floats
+      with standard_promotion():
         total, grad = optax.value_and_grad_from_state(value)(image, state=opt_state)
         updates, opt_state = tx.update(grad, opt_state, image, value=total, grad=grad,
                                        value_fn=value)
@@ -203,7 +205,6 @@ def plot_losses(history: list[dict], path: pathlib.Path) -> None:
 def run(cfg: Any, out_dir: str | pathlib.Path, *, quiet: bool = False) -> dict:
   """Runs the optimisation; returns ``{'first': parts, 'last': parts, 'output': path, ...}``."""
   from tqdm import tqdm
-  from experiments.edges import scene
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   for key in ('steps', 'size'):

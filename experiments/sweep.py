@@ -7,6 +7,8 @@ import pathlib
 import time
 from typing import Any
 
+from cnn_jax.train.loop import train_and_evaluate
+
 
 def run_or_skip(config: Any, workdir: pathlib.Path, meta: dict, *, quiet: bool = True) -> dict:
   """Trains ``config`` in ``workdir`` unless its ``result.json`` exists; returns that row.
@@ -15,7 +17,6 @@ def run_or_skip(config: Any, workdir: pathlib.Path, meta: dict, *, quiet: bool =
   auto-resume). The row is ``meta`` plus steps, params, eval accuracy and
   loss, wall seconds and the step it resumed from.
   """
-  from cnn_jax.train.loop import train_and_evaluate
   done = workdir / 'result.json'
   if done.exists():
     print(f'{workdir.name}: finished, skipped', flush=True)

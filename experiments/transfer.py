@@ -29,7 +29,13 @@ import pathlib
 import statistics
 import sys
 
+import jax
+import jax.numpy as jnp
+
+from cnn_jax.train import transfer
 from cnn_jax.train.config import load_config
+from cnn_jax.train.loop import build_model
+from cnn_jax.train.xla_cache import enable_compilation_cache
 from experiments.sweep import run_or_skip
 
 MODES = ('scratch', 'features', 'partial', 'finetune')
@@ -60,11 +66,7 @@ def make_config(mode: str, args: argparse.Namespace, out: pathlib.Path, seed: in
 
 def trainable_params(config) -> int:
   """Parameters the optimizer updates under ``config.transfer.freeze``."""
-  import jax
-  import jax.numpy as jnp
-  from cnn_jax.train import transfer
-  from cnn_jax.train.loop import build_model
-  model = build_model(config, num_classes=len(config.data.classes))
+  model = build_model(config, {'num_classes': len(config.data.classes)})
   shape = (1, config.data.image_size, config.data.image_size, config.data.channels)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))['params']
   is_frozen = transfer.frozen_predicate(config.transfer.freeze, config.transfer.exclude)
@@ -75,7 +77,6 @@ def trainable_params(config) -> int:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-  from cnn_jax.train.xla_cache import enable_compilation_cache
   enable_compilation_cache(min_compile_secs=0.5)
   out = pathlib.Path(args.out_dir).absolute()
   out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,13 @@ import json
 import pathlib
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from cnn_jax.data import augment
+from cnn_jax.models import explain, introspect
+from cnn_jax.train.restore import load_run
 
 
 def _nested(tree: dict, path: str):
@@ -37,7 +43,6 @@ def _nested(tree: dict, path: str):
 
 def first_kernel(params: dict, layer_names: list[str]) -> tuple[str, np.ndarray]:
   """The first (in call order) 4-D conv kernel: ``(layer, (kh, kw, C_in, C_out))``."""
-  import jax
   for name in layer_names:
     try:
       sub = _nested(params, name)
@@ -82,27 +87,15 @@ def _side_by_side(image: np.ndarray, heat: np.ndarray, path: pathlib.Path, title
 def run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None, *,
         layers: list[str] | None = None, units: list[int] | None = None, image: int = 0,
         top_k: int = 8, which: str = 'latest', max_images: int = 2000) -> dict:
-  import jax.numpy as jnp
-  import ml_collections
-  from cnn_jax.data import augment
-  from cnn_jax.data.build import load_split
-  from cnn_jax.models import explain, introspect
-  from cnn_jax.train.loop import build_model
-  from cnn_jax.train.transfer import load_variables
 
   workdir = pathlib.Path(workdir)
-  if not (workdir / 'config.json').exists():
-    raise FileNotFoundError(f'{workdir} has no config.json; pass the --workdir of a '
-                            'cnn_jax.main training run.')
+  run_ = load_run(workdir, which)
   out = pathlib.Path(out_dir) if out_dir else workdir / 'visualize'
   out.mkdir(parents=True, exist_ok=True)
-  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
-  data = load_split(config.data, config.data.eval_split, seed=config.seed)
-  data = data.take(np.arange(min(len(data), max_images)))
+  config, model, variables = run_.config, run_.model, run_.variables
+  data = run_.eval.take(np.arange(min(len(run_.eval), max_images)))
   if not 0 <= image < len(data):
     raise ValueError(f'--image {image} is out of range; the eval split has {len(data)} images.')
-  model = build_model(config, data.num_classes)
-  variables = load_variables(workdir, which=which)
   inputs = np.asarray(augment.normalize(jnp.asarray(data.images), tuple(config.data.mean),
                                         tuple(config.data.std)))
   pictures = data.images.astype(np.float32) / 255.0

@@ -32,7 +32,8 @@ def _load(data: Any, split: str, seed: int) -> ArrayDataset:
     is_train = split == data.train_split
     return load_synthetic('train' if is_train else 'test',
                           num_examples=data.num_train if is_train else data.num_eval,
-                          image_size=data.image_size, num_classes=data.num_classes, seed=seed)
+                          image_size=data.image_size, num_classes=data.num_classes, seed=seed,
+                          objects_per_image=_objects(data.get('objects_per_image', (1, 1))))
   if data.name == 'image_folder':
     from cnn_jax.data.image_folder import load_image_folder
     return load_image_folder(data.root, split, image_size=data.image_size or None,
@@ -56,3 +57,8 @@ def open_stream_source(data: Any, split: str):
                              image_size=data.image_size or None, channels=data.channels)
   raise ValueError(f'data.streaming supports image_folder and tfds, not {data.name!r}; '
                    'set --config.data.streaming=False.')
+
+
+def _objects(value) -> int | tuple[int, int]:
+  """``data.objects_per_image`` as ``load_synthetic`` takes it (JSON gives lists)."""
+  return value if isinstance(value, int) else tuple(int(v) for v in value)

@@ -9,13 +9,17 @@ uninterrupted one would.
 Datasets that do not fit stream through grain (:class:`StreamTrainData`,
 ``config.data.streaming``) with the same ``batch(step)`` interface.
 
+A batch is a dict: ``image`` (B, H, W, C) uint8, ``label`` (B,) int32, and
+one field per array of the dataset's ``extras`` (boxes, label maps, ...), so a
+task's annotations travel with its images.
+
 Evaluation never drops examples: the last batch is padded with copies of
 row 0 and a ``mask`` marks the real rows, so summed metrics are exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +29,14 @@ from cnn_jax.data.dataset import ArrayDataset
 
 
 @jax.jit
-def _gather(images: jax.Array, labels: jax.Array, idx: jax.Array) -> dict:
-  return {'image': jnp.take(images, idx, axis=0), 'label': jnp.take(labels, idx, axis=0)}
+def _gather(arrays: dict[str, jax.Array], idx: jax.Array) -> dict:
+  return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
+
+
+def batch_fields(dataset: ArrayDataset) -> dict[str, np.ndarray]:
+  """The dataset as batch fields: image, label and every extra."""
+  return {'image': dataset.images, 'label': dataset.labels.astype(np.int32),
+          **dataset.extras}
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -45,11 +55,15 @@ class InMemoryTrainData:
     seed: data-order seed.
     sharding: optional sharding for the batch (data parallel); the dataset
       itself is replicated.
+    sampler: optional ``step -> (batch_size,) indices`` replacing the epoch
+      shuffle (e.g. P identities x K images); it must be a pure function of the
+      step for resume to be exact.
   """
 
   process_local = False  # global batches: every process holds the whole set
 
-  def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int, sharding=None):
+  def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int, sharding=None,
+               sampler: Callable[[int], np.ndarray] | None = None):
     if len(dataset) < batch_size:
       raise ValueError(f'the training set has {len(dataset)} examples, fewer than one batch of '
                        f'{batch_size}; lower batch_size.')
@@ -58,33 +72,41 @@ class InMemoryTrainData:
     self.seed = seed
     self.steps_per_epoch = self.num_examples // batch_size
     self.sharding = sharding
-    self._images = jax.device_put(dataset.images)
-    self._labels = jax.device_put(dataset.labels.astype(np.int32))
+    self.sampler = sampler
+    self._arrays = jax.device_put(batch_fields(dataset))
     self._epoch, self._perm = None, None
 
   def batch(self, step: int) -> dict:
     """The batch for global ``step`` (random access, so resume is exact)."""
-    epoch, i = divmod(step, self.steps_per_epoch)
-    if epoch != self._epoch:
-      self._epoch, self._perm = epoch, epoch_permutation(self.seed, epoch, self.num_examples)
-    idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
-    batch = _gather(self._images, self._labels, jnp.asarray(idx))
+    if self.sampler is not None:
+      idx = np.asarray(self.sampler(step), np.int32)
+      if idx.shape != (self.batch_size,):
+        raise ValueError(f'the sampler gave indices of shape {idx.shape} for a batch of '
+                         f'{self.batch_size}.')
+    else:
+      epoch, i = divmod(step, self.steps_per_epoch)
+      if epoch != self._epoch:
+        self._epoch, self._perm = epoch, epoch_permutation(self.seed, epoch, self.num_examples)
+      idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+    batch = _gather(self._arrays, jnp.asarray(idx))
     return batch if self.sharding is None else jax.device_put(batch, self.sharding)
 
 
 def eval_batches(dataset: ArrayDataset, batch_size: int, sharding=None,
-                 device_arrays: tuple[jax.Array, jax.Array] | None = None) -> Iterator[dict]:
+                 device_arrays: dict[str, jax.Array] | None = None) -> Iterator[dict]:
   """Every example once, in order; the last batch padded, with a ``mask``.
 
-  Yields dicts with image (B, H, W, C) uint8, label (B,) int32, mask (B,) bool.
+  Yields dicts with image (B, H, W, C) uint8, label (B,) int32, the extras,
+  and mask (B,) bool. ``device_arrays``: ``batch_fields(dataset)`` already on
+  the device (kept across evaluations).
   """
   n = len(dataset)
-  images, labels = device_arrays or (jax.device_put(dataset.images),
-                                     jax.device_put(dataset.labels.astype(np.int32)))
+  arrays = device_arrays if device_arrays is not None else jax.device_put(
+      batch_fields(dataset))
   for start in range(0, n, batch_size):
     idx = np.arange(start, start + batch_size)
     mask = idx < n
-    batch = _gather(images, labels, jnp.asarray(np.where(mask, idx, 0).astype(np.int32)))
+    batch = _gather(arrays, jnp.asarray(np.where(mask, idx, 0).astype(np.int32)))
     batch['mask'] = jnp.asarray(mask)
     yield batch if sharding is None else jax.device_put(batch, sharding)
 

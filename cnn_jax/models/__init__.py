@@ -6,6 +6,7 @@
 from cnn_jax.models.alexnet import AlexNet
 from cnn_jax.models.embedding import Embedding, SiameseHead
 from cnn_jax.models.fcn import FCN
+from cnn_jax.models.functional import Functional
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.registry import get_model, list_models, model_fields, register

@@ -11,9 +11,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -31,24 +28,14 @@ class Embedding(nn.Module):
   """``(N, H, W, C) -> (N, dim)`` L2-normalised float32 embeddings.
 
   Attributes:
-    backbone: a registry model name; its classifier becomes the ``dim``-way
-      projection (variables under ``backbone/``).
-    dim: embedding size (FaceNet: 128).
-    backbone_kwargs: more arguments of the backbone (depth, widths, ...).
-    conv_impl, dtype: as for every zoo model.
+    backbone: a classifier module whose ``dim``-way output is the projection
+      (the registry's ``embedding`` entry builds it; variables under ``backbone/``).
   """
-  backbone: str = 'cifar_resnet'
-  dim: int = 128
-  backbone_kwargs: Mapping[str, Any] | None = None
-  conv_impl: str = 'lax'
-  dtype: Any = None
+  backbone: nn.Module
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    from cnn_jax.models.registry import get_model  # the registry imports this module
-    net = get_model(self.backbone, num_classes=self.dim, conv_impl=self.conv_impl,
-                    dtype=self.dtype, module_name='backbone', **dict(self.backbone_kwargs or {}))
-    return l2_normalize(net(x, train).astype(jnp.float32))
+    return l2_normalize(self.backbone(x, train).astype(jnp.float32))
 
 
 class SiameseHead(nn.Module):

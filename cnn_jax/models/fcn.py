@@ -1,7 +1,9 @@
 """FCN-32s / 16s / 8s (Long, Shelhamer & Darrell 2015) over a zoo backbone.
 
-The backbone (``features_only=True``) gives feature maps at strides 8, 16 and
-32 (VGG: ``pool3/4/5``; ImageNet ResNet: ``layer2/3/4``). Each gets a 1x1
+The backbone is a module passed in (``features_only=True``, built by the
+registry's ``fcn*`` entries or by the caller); its feature maps at strides 8,
+16 and 32 are ``taps`` (VGG: ``pool3/4/5``; ImageNet ResNet: ``layer2/3/4``,
+looked up by the backbone's class when ``taps`` is not given). Each gets a 1x1
 "score" conv to ``num_classes`` channels; upsampling is a learnable
 transposed conv initialised to bilinear interpolation
 (:func:`cnn_jax.ops.conv.upsample_transposed`):
@@ -19,17 +21,20 @@ the output cropped back, so ``(N, H, W, 3) -> (N, H, W, num_classes)`` logits.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_jax.models.resnet import ResNet
+from cnn_jax.models.vgg import VGG
 from cnn_jax.nn.layers import Conv, cast
 from cnn_jax.ops import conv
 
-TAPS = {'vgg': ('pool3', 'pool4', 'pool5'), 'resnet': ('layer2', 'layer3', 'layer4')}
+# The stride-8/16/32 feature maps of each backbone family (``features_only`` keys).
+TAPS = {VGG: ('pool3', 'pool4', 'pool5'), ResNet: ('layer2', 'layer3', 'layer4')}
 VARIANTS = ('32s', '16s', '8s')
 
 
@@ -49,36 +54,32 @@ class FCN(nn.Module):
   """Fully convolutional segmentation, ``(N, H, W, 3) -> (N, H, W, num_classes)`` float32.
 
   Attributes:
+    backbone: a module returning a dict of feature maps (``features_only=True``);
+      its variables live under ``backbone/``.
     num_classes: output classes (background included).
     variant: ``'32s'``, ``'16s'`` or ``'8s'``.
-    backbone: a ``vgg*`` or ``resnet*`` registry name.
-    backbone_kwargs: e.g. ``{'width': 16}`` for a slim ResNet.
+    taps: the backbone's stride-8, 16 and 32 feature names; default by its class.
   """
+  backbone: nn.Module
   num_classes: int = 21
   variant: str = '8s'
-  backbone: str = 'resnet18'
-  backbone_kwargs: Mapping[str, Any] | None = None
+  taps: Sequence[str] | None = None
   conv_impl: str = 'lax'
   dtype: Any = None
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    from cnn_jax.models.registry import get_model  # the registry imports this module
     if self.variant not in VARIANTS:
       raise ValueError(f'unknown FCN variant {self.variant!r}; choose one of {VARIANTS}.')
-    family = next((f for f in TAPS if self.backbone.startswith(f)), None)
-    if family is None:
-      raise ValueError(f'FCN backbone must be a vgg* or resnet* model, got {self.backbone!r}.')
+    taps = self.taps or TAPS.get(type(self.backbone))
+    if taps is None:
+      raise ValueError(f'FCN needs taps=(stride8, stride16, stride32) feature names for a '
+                       f'{type(self.backbone).__name__} backbone (known: VGG, ResNet).')
     n, h, w, _ = x.shape
     ph, pw = math.ceil(h / 32) * 32 - h, math.ceil(w / 32) * 32 - w
     x = jnp.pad(cast(x, self.dtype), ((0, 0), (0, ph), (0, pw), (0, 0)), mode='edge')
-    kwargs = dict(self.backbone_kwargs or {})
-    if family == 'resnet':
-      kwargs['axis_name'] = self.axis_name
-    feats = get_model(self.backbone, features_only=True, conv_impl=self.conv_impl,
-                      dtype=self.dtype, module_name='backbone', **kwargs)(x, train)
-    f8, f16, f32 = (feats[t] for t in TAPS[family])
+    feats = self.backbone(x, train)
+    f8, f16, f32 = (feats[t] for t in taps)
     score = lambda name: Conv(
         self.num_classes, 1, conv_impl=self.conv_impl, dtype=self.dtype, name=name)
     up = lambda factor, name: Upsample(factor, conv_impl=self.conv_impl, name=name)

@@ -1,20 +1,32 @@
 """The model zoo's one registry: ``get_model(name, **kwargs)``.
 
-Each entry is a Linen module class plus the defaults that make the named
-variant; ``kwargs`` override them (e.g. ``num_classes``, ``conv_impl``,
-``dtype``). Unknown names and unknown arguments raise a one-line
-``ValueError`` that lists the valid choices.
+Each entry is a builder (a Linen module class, or a function that assembles a
+head on a backbone it builds from the registry) plus the defaults that make
+the named variant; ``kwargs`` override them (e.g. ``num_classes``,
+``conv_impl``, ``dtype``). Unknown names and unknown arguments raise a
+one-line ``ValueError`` that lists the valid choices.
+
+A name with a colon is a Python path to a model outside the package
+(``'mynets.resnet:build'`` or ``'path/to/file.py:Net'``): a Linen module
+class, or a function returning a Linen module or a compose ``Layer`` (wrapped
+in :class:`~cnn_jax.models.functional.Functional`). Each is given the
+keyword arguments it declares.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
 
+from cnn_jax.importing import is_path, load_object
 from cnn_jax.models.alexnet import AlexNet
+from cnn_jax.models.embedding import Embedding
 from cnn_jax.models.fcn import FCN
+from cnn_jax.models.functional import Functional
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
@@ -22,8 +34,29 @@ from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.speednet import SpeedNet
 from cnn_jax.models.vgg import VGG
 from cnn_jax.models.yolo import YOLO
+from cnn_jax.ops.compose import Layer
 
-_MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
+
+def fcn(variant: str = '8s', backbone: str = 'resnet18',
+        backbone_kwargs: Mapping[str, Any] | None = None, num_classes: int = 21,
+        conv_impl: str = 'lax', dtype: Any = None, axis_name: str | None = None) -> FCN:
+  """FCN-``variant`` on the zoo's ``backbone`` (``features_only``, ``backbone_kwargs``)."""
+  net = get_model(backbone, features_only=True, conv_impl=conv_impl, dtype=dtype,
+                  axis_name=axis_name, **dict(backbone_kwargs or {}))
+  return FCN(backbone=net, num_classes=num_classes, variant=variant, conv_impl=conv_impl,
+             dtype=dtype)
+
+
+def embedding(backbone: str = 'cifar_resnet', dim: int = 128,
+              backbone_kwargs: Mapping[str, Any] | None = None, conv_impl: str = 'lax',
+              dtype: Any = None, axis_name: str | None = None) -> Embedding:
+  """L2-normalised ``dim``-d embeddings from the zoo classifier ``backbone``."""
+  net = get_model(backbone, num_classes=dim, conv_impl=conv_impl, dtype=dtype,
+                  axis_name=axis_name, **dict(backbone_kwargs or {}))
+  return Embedding(backbone=net)
+
+
+_MODELS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     'lenet5': (LeNet5, {'variant': 'seed'}),
     'lenet5_classic': (LeNet5, {'variant': 'classic'}),
     'alexnet': (AlexNet, {}),
@@ -38,47 +71,82 @@ _MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     'simple_cnn': (SimpleCNN, {}),
     'speednet': (SpeedNet, {}),
     'yolo': (YOLO, {}),
-    **{f'fcn{v}': (FCN, {'variant': v}) for v in ('32s', '16s', '8s')},
+    **{f'fcn{v}': (fcn, {'variant': v}) for v in ('32s', '16s', '8s')},
+    'embedding': (embedding, {}),
 }
 
 
-def register(name: str, cls: type[nn.Module], **defaults: Any) -> None:
-  """Adds a model (e.g. from an experiment); re-registering a name is an error."""
+def register(name: str, builder: Callable[..., Any], **defaults: Any) -> None:
+  """Adds a model (a Linen class or a builder function); re-registering a name is an error."""
   if name in _MODELS:
     raise ValueError(f'model {name!r} is already registered.')
-  _MODELS[name] = (cls, defaults)
+  _MODELS[name] = (builder, defaults)
 
 
 def list_models() -> list[str]:
   return sorted(_MODELS)
 
 
-def model_fields(name: str) -> list[str]:
-  """Constructor arguments a model accepts."""
-  cls, _ = _lookup(name)
-  return [f.name for f in dataclasses.fields(cls) if f.init and f.name not in ('parent', 'name')]
+def _fields(builder: Callable[..., Any]) -> list[str]:
+  if dataclasses.is_dataclass(builder):
+    return [f.name for f in dataclasses.fields(builder)
+            if f.init and f.name not in ('parent', 'name')]
+  params = inspect.signature(builder).parameters.values()
+  return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def _lookup(name: str):
+def _lookup(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+  if is_path(name):
+    builder = load_object(name, 'model')
+    if not callable(builder):
+      raise ValueError(f'model path {name!r} names {builder!r}, which is not a model class or '
+                       'function.')
+    return builder, {}
   try:
     return _MODELS[name]
   except KeyError:
-    raise ValueError(f'unknown model {name!r}; known models: {", ".join(list_models())}.') from None
+    raise ValueError(f'unknown model {name!r}; known models: {", ".join(list_models())} '
+                     '(or a path, package.module:attr).') from None
 
 
-def get_model(name: str, **kwargs: Any) -> nn.Module:
+def model_fields(name: str) -> list[str]:
+  """Constructor arguments a model accepts."""
+  return _fields(_lookup(name)[0])
+
+
+def get_model(name: str, **kwargs: Any) -> nn.Module | Functional:
   """Builds the named model; ``kwargs`` override its defaults.
 
   ``module_name`` (optional) names the instance when it is built inside another
   module's ``@nn.compact`` method, e.g. ``get_model('cifar_resnet',
-  module_name='backbone')`` puts its variables under ``backbone/``.
+  module_name='backbone')`` puts its variables under ``backbone/``. For a
+  path model, ``conv_impl``, ``dtype`` and ``axis_name`` are passed only if it
+  declares them (a compose network gets its ``dtype`` from ``Functional``).
   """
-  cls, defaults = _lookup(name)
+  builder, defaults = _lookup(name)
+  fields = _fields(builder)
   module_name = kwargs.pop('module_name', None)
   if module_name is not None:
     kwargs['name'] = module_name
-  unknown = sorted(set(kwargs) - set(model_fields(name)) - {'name'})
+  dtype = None
+  if is_path(name):  # the loop always passes these; a user's model may not declare them
+    if 'conv_impl' not in fields and kwargs.get('conv_impl') == 'lax':
+      kwargs.pop('conv_impl')
+    if 'axis_name' not in fields and kwargs.get('axis_name') is None:
+      kwargs.pop('axis_name', None)
+    if 'dtype' not in fields:  # applied by Functional if the builder returns a Layer
+      dtype = kwargs.pop('dtype', None)
+  unknown = sorted(set(kwargs) - set(fields) - {'name'})
   if unknown:
     raise ValueError(f'model {name!r} has no argument(s) {unknown}; valid: '
-                     f'{", ".join(model_fields(name))}.')
-  return cls(**{**defaults, **kwargs})
+                     f'{", ".join(fields)}.')
+  model = builder(**{**defaults, **kwargs})
+  if isinstance(model, Layer):
+    return Functional(model, dtype=dtype)
+  if isinstance(model, nn.Module) and dtype is None:
+    return model
+  if isinstance(model, nn.Module):
+    raise ValueError(f'model {name!r} has no dtype argument, so it cannot compute in '
+                     f'{dtype}; add a dtype field or use --config.dtype=float32.')
+  raise ValueError(f'model {name!r} built {type(model).__name__}, not a model; return a Linen '
+                   'module or a cnn_jax.ops.compose Layer (init, apply).')

@@ -141,6 +141,12 @@ def _check_anchors(anchors: Array) -> Array:
   return anchors
 
 
+def flip_boxes_lr(boxes: Array) -> Array:
+  """Corner boxes ``(..., 4)`` in [0, 1] of the left-right mirrored image."""
+  b = jnp.asarray(boxes)
+  return jnp.stack([b[..., 0], 1.0 - b[..., 3], b[..., 2], 1.0 - b[..., 1]], axis=-1)
+
+
 def yolo_encode(boxes: Array, labels: Array, *, grid: int, anchors: Array,
                 num_classes: int) -> Array:
   """One image's objects -> its ``(S, S, B, 5 + C)`` YOLO target.

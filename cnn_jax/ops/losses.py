@@ -200,7 +200,7 @@ def pairwise_sq_distances(emb: Array) -> Array:
   return jnp.where(eye, jnp.zeros_like(d), d)
 
 
-def _label_masks(labels: Array) -> tuple[Array, Array]:
+def label_pair_masks(labels: Array) -> tuple[Array, Array]:
   """``(positive, negative)`` pair masks: same label and not self; other label."""
   same = labels[:, None] == labels[None, :]
   eye = jnp.eye(labels.shape[0], dtype=jnp.bool_)
@@ -226,7 +226,7 @@ def batch_hard_indices(sq_dist: Array, labels: Array) -> tuple[Array, Array]:
   if labels.ndim != 1 or sq_dist.shape != (n, n):
     raise ValueError(f'need sq_dist (N, N) and labels (N,), got {sq_dist.shape} '
                      f'and {labels.shape}.')
-  pos_mask, neg_mask = _label_masks(labels)
+  pos_mask, neg_mask = label_pair_masks(labels)
   pos_idx = jnp.argmax(jnp.where(pos_mask, sq_dist, -jnp.inf), axis=1).astype(jnp.int32)
   neg_idx = jnp.argmin(jnp.where(neg_mask, sq_dist, jnp.inf), axis=1).astype(jnp.int32)
   missing = jnp.array(-1, jnp.int32)
@@ -278,7 +278,7 @@ def batch_triplet_loss(embeddings: Array, labels: Array, margin: float = 0.2,
     raise ValueError(f'need embeddings (N, D) and labels (N,), got {embeddings.shape} '
                      f'and {labels.shape}.')
   d = pairwise_sq_distances(embeddings)
-  pos_mask, neg_mask = _label_masks(labels)
+  pos_mask, neg_mask = label_pair_masks(labels)
 
   if mining == 'all':
     hinge = jax.nn.relu(d[:, :, None] - d[:, None, :] + margin)

@@ -510,11 +510,28 @@ class Checkpointer:
         others = skipped[1:]
         more = (f'; step{"s" if len(others) > 1 else ""} {", ".join(map(str, others))} too'
                 if others else '')
+        aside = self._set_aside(skipped)
         self.restore_warning = (f'checkpoint step {skipped[0]} in {self.directory} is '
-                                f'unreadable ({reason}{more}); resumed from step {candidate}')
+                                f'unreadable ({reason}{more}); resumed from step {candidate} '
+                                f'(the damaged step{"s" if others else ""} moved to {aside})')
       return restored
     raise CheckpointError(f'no readable checkpoint in {self.directory} (newest step '
                           f'{steps[-1]}: {reason}); delete the folder or use a new --workdir')
+
+  def _set_aside(self, steps: list[int]) -> pathlib.Path:
+    """Moves unreadable step folders to ``<dir>/unreadable-<time>/`` (kept, not deleted).
+
+    The run continues from an older step, and a step behind the newest could
+    never be saved again while the damaged ones are listed.
+    """
+    aside = self.directory / f'unreadable-{time.strftime("%Y%m%d-%H%M%S")}'
+    if jax.process_index() == 0:
+      aside.mkdir(exist_ok=True)
+      for step in steps:
+        (self.directory / str(step)).rename(aside / str(step))
+    self._manager.reload()
+    self._metrics = {s: m for s, m in self._metrics.items() if s not in steps}
+    return aside
 
   def restore_best(self, abstract_state: Any) -> tuple[Any, dict[str, float]]:
     """Restores ``(state, metrics)`` of :meth:`best_step`; see :meth:`restore`."""

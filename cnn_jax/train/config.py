@@ -1,17 +1,23 @@
 """The config schema shared by every experiment: defaults, arg parsing, validation.
 
-Each ``configs/*.py`` starts from :func:`default_config` and overrides what its
-experiment needs, so every run has the same keys and a typo is an error:
+Each ``configs/*.py`` starts from :func:`default_config` (``default_config('detection')``
+for another task) and overrides what its experiment needs, so every run has
+the same keys and a typo is an error:
 
   seed, batch_size, eval_batch_size, num_steps (or num_epochs), log_every,
   eval_every, dtype ('float32' | 'bfloat16' compute), parallel ('jit' | 'pmap'), num_devices,
   checkpoint_every, keep_checkpoints, keep_best
   distributed: coordinator_address ('' single host, 'auto', or host:port),
              num_processes, process_id
-  model:     name (see cnn_jax.models.list_models()), conv_impl, kwargs (model args)
+  task:      name ('classification' | 'detection' | 'segmentation' | 'metric_learning',
+             or a path 'pkg.module:Class'), then that task's own keys (its defaults())
+  model:     name (a cnn_jax.models.list_models() name, or a path 'pkg.module:attr' /
+             'file.py:attr' to a Linen class or a compose-network factory), conv_impl,
+             kwargs (model args)
   data:      name ('synthetic' | 'image_folder' | 'tfds'), root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
-             num_eval, mean, std, cache_dir, skip_corrupt, streaming, num_workers,
+             num_eval, objects_per_image (synthetic scenes), mean, std, cache_dir,
+             skip_corrupt, streaming, num_workers,
              classes (a subset, relabelled 0..k-1), examples_per_class (few-shot train split),
              holdout (evaluate on n held-out train examples, e.g. He et al.'s 45k/5k)
   augment:   crop_padding, flip, rotation, shift, zoom, shear
@@ -32,15 +38,18 @@ import pathlib
 
 import ml_collections
 
+from cnn_jax import models, tasks
+from cnn_jax.dtypes import DTYPES
+from cnn_jax.importing import is_path
 from cnn_jax.ops import conv
 from cnn_jax.train import optim, parallel
 
 DATASETS = ('synthetic', 'image_folder', 'tfds')
-DTYPES = ('float32', 'bfloat16')
 CONV_IMPLS = conv.IMPLS
 
 
-def default_config() -> ml_collections.ConfigDict:
+def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
+  """Every key of a run, with the ``task`` section of ``task``."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.batch_size = 128
@@ -61,6 +70,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.distributed.num_processes = 0
   c.distributed.process_id = -1
 
+  c.task = tasks.task_section(task)
+
   c.model = ml_collections.ConfigDict()
   c.model.name = 'simple_cnn'
   c.model.conv_impl = 'lax'
@@ -78,6 +89,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.num_classes = 10      # synthetic only; folders and tfds know theirs
   c.data.num_train = 10_000    # synthetic only
   c.data.num_eval = 2_000      # synthetic only
+  c.data.objects_per_image = (1, 1)  # synthetic only: (min, max) objects per scene
   c.data.mean = (0.5, 0.5, 0.5)
   c.data.std = (0.25, 0.25, 0.25)
   c.data.cache_dir = ''
@@ -180,8 +192,13 @@ def _choice(value, choices, key):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks names and ranges up front, with one-line errors naming the key."""
-  from cnn_jax.models import list_models  # deferred: models pull in Flax
-  _choice(config.model.name, list_models(), 'model.name')
+  if not is_path(config.model.name):
+    _choice(config.model.name, models.list_models(), 'model.name')
+  want = tasks.task_section(config.task.name)  # also rejects an unknown task
+  if set(config.task.keys()) != set(want.keys()):
+    raise ValueError(f'the task section holds the keys {sorted(config.task.keys())} but task '
+                     f'{config.task.name!r} has {sorted(want.keys())}; start from '
+                     f"default_config({config.task.name!r}) rather than changing task.name.")
   _choice(config.model.conv_impl, CONV_IMPLS, 'model.conv_impl')
   _choice(config.data.name, DATASETS, 'data.name')
   _choice(config.dtype, DTYPES, 'dtype')

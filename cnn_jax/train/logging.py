@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 from tqdm import tqdm
@@ -97,15 +98,17 @@ def truncate_metrics(path: str | pathlib.Path, step: int) -> None:
   tmp.replace(path)
 
 
-def plot_metrics(jsonl: str | pathlib.Path, png: str | pathlib.Path) -> pathlib.Path:
-  """Loss and accuracy curves (train and eval) vs step, saved as a PNG."""
+def plot_metrics(jsonl: str | pathlib.Path, png: str | pathlib.Path,
+                 keys: Sequence[str] = ('loss', 'accuracy')) -> pathlib.Path:
+  """One panel per metric in ``keys`` (train and eval curves vs step), saved as a PNG."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
   by_split = read_metrics(jsonl)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for ax, key in zip(axes, ('loss', 'accuracy')):
+  keys = list(dict.fromkeys(keys))
+  fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+  for ax, key in zip(axes[0], keys):
     for split, rows in by_split.items():
       pts = [(r['step'], r[key]) for r in rows if key in r and math.isfinite(r[key])]
       if pts:
@@ -114,7 +117,8 @@ def plot_metrics(jsonl: str | pathlib.Path, png: str | pathlib.Path) -> pathlib.
     ax.set_xlabel('step')
     ax.set_title(key)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.lines:
+      ax.legend()
   fig.tight_layout()
   png = pathlib.Path(png)
   fig.savefig(png, dpi=90)

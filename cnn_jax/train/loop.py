@@ -1,6 +1,9 @@
-"""``train_and_evaluate(config, workdir)``: config -> data -> jitted step -> metrics.
+"""``train_and_evaluate(config, workdir)``: config -> task -> data -> jitted step -> metrics.
 
-One loop for every experiment, readable top to bottom. Keys come from
+One loop for every task and every experiment, readable top to bottom. The
+task (:mod:`cnn_jax.tasks`) says what differs (data fields, augmentation,
+loss, evaluation, the headline metric that picks the best checkpoint); the
+loop owns the rest. Keys come from
 ``(seed, step)`` and the data order from ``(seed, epoch)``, so the state of a
 run is fully described by ``TrainState`` and the step number: rerunning the
 same command resumes from the last checkpoint in ``workdir`` and ends with
@@ -10,7 +13,9 @@ bit-identical parameters, as if it had never stopped.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import pathlib
 import signal
 import threading
@@ -23,17 +28,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cnn_jax import models
+from cnn_jax import models, tasks
 from cnn_jax.data import pipeline
-from cnn_jax.data.build import load_split, open_stream_source
-from cnn_jax.data.dataset import holdout_split
+from cnn_jax.data.build import open_stream_source
+from cnn_jax.dtypes import compute_dtype
+from cnn_jax.tasks.base import Task
 from cnn_jax.train import config as config_lib
 from cnn_jax.train import optim, transfer
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.logging import MetricWriter, plot_metrics, truncate_metrics
 from cnn_jax.train.parallel import DataParallel, check_divisible, initialize_distributed
 from cnn_jax.train.state import TrainState, create_train_state
-from cnn_jax.train.step import add_sums, make_eval_step, make_train_step, summarize_eval
+from cnn_jax.train.step import evaluate, make_eval_step, make_train_step
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -44,17 +50,17 @@ class Preempted(RuntimeError):
   """SIGTERM arrived; a checkpoint was saved and the same command resumes."""
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int,
+def build_model(config: ml_collections.ConfigDict, task_kwargs: dict[str, Any],
                 axis_name: str | None = None):
-  dtype = jnp.bfloat16 if config.dtype == 'bfloat16' else None
-  kwargs = config.model.kwargs.to_dict()
+  """The model of ``config.model`` with the task's data-derived arguments (num_classes)."""
+  kwargs = {**task_kwargs, **config.model.kwargs.to_dict()}
   if axis_name is not None:  # pmap: BatchNorm must average its statistics over devices
     if 'axis_name' not in models.model_fields(config.model.name):
       raise ValueError(f'model {config.model.name!r} cannot sync BatchNorm under pmap; use '
                        "--config.parallel=jit.")
     kwargs['axis_name'] = axis_name
-  return models.get_model(config.model.name, num_classes=num_classes,
-                          conv_impl=config.model.conv_impl, dtype=dtype, **kwargs)
+  return models.get_model(config.model.name, conv_impl=config.model.conv_impl,
+                          dtype=compute_dtype(config.dtype), **kwargs)
 
 
 def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -74,9 +80,12 @@ class Data:
   num_eval: int
 
 
-def build_data(config: ml_collections.ConfigDict) -> Data:
+def build_data(config: ml_collections.ConfigDict, task: Task) -> Data:
   d = config.data
   if d.streaming:
+    if not task.streaming:
+      raise ValueError(f'task {task.name!r} trains from memory; set '
+                       '--config.data.streaming=False.')
     train_src = open_stream_source(d, d.train_split)
     eval_src = open_stream_source(d, d.eval_split)
     threads = d.num_workers or 8
@@ -88,25 +97,19 @@ def build_data(config: ml_collections.ConfigDict) -> Data:
                                                           num_threads=threads),
         num_classes=train_src.num_classes, image_shape=(d.image_size, d.image_size, d.channels),
         num_train=len(train_src), num_eval=len(eval_src))
-  train_ds = load_split(d, d.train_split, seed=config.seed)
-  if d.holdout:  # a validation split from the training data (fixed across seeds)
-    train_ds, eval_ds = holdout_split(train_ds, int(d.holdout))
-  else:
-    eval_ds = load_split(d, d.eval_split, seed=config.seed)
-  eval_arrays = (jax.device_put(eval_ds.images), jax.device_put(eval_ds.labels))
+  train_ds, eval_ds = task.load_data()
+  missing = [f for f in task.fields if f not in pipeline.batch_fields(train_ds)]
+  if missing:
+    raise ValueError(f'task {task.name!r} needs batch fields {missing} that data.name='
+                     f'{d.name!r} does not give.')
+  eval_arrays = jax.device_put(pipeline.batch_fields(eval_ds))
   return Data(
-      train=pipeline.InMemoryTrainData(train_ds, config.batch_size, config.seed),
+      train=pipeline.InMemoryTrainData(train_ds, config.batch_size, config.seed,
+                                       sampler=task.sampler(train_ds)),
       eval_batches=lambda: pipeline.eval_batches(eval_ds, config.eval_batch_size,
                                                  device_arrays=eval_arrays),
       num_classes=train_ds.num_classes, image_shape=tuple(train_ds.images.shape[1:]),
       num_train=len(train_ds), num_eval=len(eval_ds))
-
-
-def evaluate(eval_step, state: TrainState, batches) -> dict[str, float]:
-  sums = None
-  for batch in batches:
-    sums = add_sums(sums, eval_step(state, batch))
-  return summarize_eval(jax.device_get(sums))
 
 
 class _SigtermFlag:
@@ -174,21 +177,66 @@ def _init_from_run(state: TrainState, tx, t: ml_collections.ConfigDict
                  f'{", ".join(new) or "none"}; frozen: {", ".join(t.freeze) or "none"})')
 
 
+def prepare_workdir(workdir: str | pathlib.Path, config: ml_collections.ConfigDict
+                    ) -> pathlib.Path:
+  """Creates ``workdir`` or checks that it can hold this run; never deletes anything.
+
+  Raises:
+    ValueError: one line when ``workdir`` is a file, cannot be written, or holds a
+      run of another task or model (its ``config.json`` says which).
+  """
+  workdir = pathlib.Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise ValueError(f'--workdir {workdir} exists and is not a folder; pass a new folder.')
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / f'.write-test-{os.getpid()}'
+    probe.write_text('')
+    probe.unlink()
+  except OSError as e:
+    raise ValueError(f'--workdir {workdir} is not writable ({e.strerror or e}); choose a '
+                     'folder you can write to.') from None
+  previous = workdir / 'config.json'
+  if previous.exists():
+    try:
+      old = json.loads(previous.read_text())
+    except (OSError, ValueError):
+      old = None
+    if not isinstance(old, dict):
+      raise ValueError(f'--workdir {workdir} has an unreadable config.json; it is not a run '
+                       'this command can resume: use a new --workdir.')
+    mine = {'task': config.task.name, 'model': config.model.name,
+            'model.kwargs': config.model.kwargs.to_dict()}
+    theirs = {'task': old.get('task', {}).get('name', 'classification'),
+              'model': old.get('model', {}).get('name'),
+              'model.kwargs': old.get('model', {}).get('kwargs', {})}
+    differ = [k for k in mine if json.dumps(mine[k], sort_keys=True, default=list) !=
+              json.dumps(theirs[k], sort_keys=True, default=list)]
+    if differ:
+      k = differ[0]
+      raise ValueError(f'--workdir {workdir} holds a run of {k} {theirs[k]!r}, not '
+                       f'{mine[k]!r}; use a new --workdir (nothing was changed in it).')
+  return workdir
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        quiet: bool = False) -> dict[str, Any]:
   """Trains ``config`` in ``workdir``; returns the final train and eval metrics.
 
   Writes ``config.json``, ``metrics.jsonl``, TensorBoard events under
   ``tensorboard/``, ``metrics.png`` and orbax checkpoints under
-  ``checkpoints/`` (``latest/`` every ``checkpoint_every`` steps, ``best/``).
-  If ``workdir`` already holds a checkpoint, training resumes from it.
+  ``checkpoints/<step>`` (every ``checkpoint_every`` steps, at every
+  evaluation with its metrics, and at the end; the newest ``keep_checkpoints``
+  and the best by the task's headline metric are kept). If ``workdir``
+  already holds a checkpoint, training resumes from the newest readable one.
 
   Raises:
     NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint stays).
     Preempted: SIGTERM arrived; a checkpoint of the current step was saved.
-    ValueError: bad config, or a checkpoint that does not match the config.
+    ValueError: bad config or workdir, or a checkpoint that does not match the config.
   """
   config_lib.validate(config)
+  task = tasks.get_task(config)
   initialize_distributed(**config.distributed.to_dict())
   if config.num_devices > jax.device_count():
     raise ValueError(f'num_devices={config.num_devices} but only {jax.device_count()} '
@@ -198,14 +246,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   check_divisible(config.batch_size, dp.num_devices, 'batch_size')
   check_divisible(config.eval_batch_size, dp.num_devices, 'eval_batch_size')
   is_main = jax.process_index() == 0
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = prepare_workdir(workdir, config)
 
-  data = build_data(config)
+  data = build_data(config, task)
   train_data = data.train
   num_steps = total_steps(config, train_data.steps_per_epoch)
 
-  model = build_model(config, data.num_classes, axis_name=dp.axis_name)
+  model = build_model(config, task.model_kwargs(data.num_classes), axis_name=dp.axis_name)
   schedule = optim.make_schedule(config, num_steps)
   is_frozen = transfer.frozen_predicate(config.transfer.freeze, config.transfer.exclude)
   tx = transfer.freeze_optimizer(optim.make_optimizer(config, schedule), is_frozen)
@@ -224,113 +271,119 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     transfer.check_patterns(state.params, config.transfer.exclude, 'transfer.exclude')
 
   ckpt = Checkpointer(workdir / 'checkpoints', save_every=config.checkpoint_every,
-                      max_to_keep=config.keep_checkpoints, keep_best=config.keep_best)
-  start, init_note = 0, ''
-  if ckpt.latest_step() is not None:
-    state, data_state = ckpt.restore(dp.abstract_state(state))
-    start = int(state.step)
-    if data_state and hasattr(train_data, 'restore'):
-      train_data.restore(data_state)
-    if is_main:  # rows past the checkpoint will be written again
-      truncate_metrics(workdir / 'metrics.jsonl', start)
-  elif config.transfer.init_from:
-    state, init_note = _init_from_run(state, tx, config.transfer)
-  if is_main:  # only now: a config that does not match the checkpoint must not overwrite it
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
-  state = dp.put_state(state)
-
-  mean, std = tuple(config.data.mean), tuple(config.data.std)
-  train_step = dp.compile_train(
-      make_train_step(model, tx, schedule, mean=mean, std=std,
-                      label_smoothing=config.optimizer.label_smoothing,
-                      augment={k: v for k, v in config.augment.items() if v},
-                      axis_name=dp.axis_name, is_frozen=is_frozen))
-  eval_step = dp.compile_eval(make_eval_step(model, mean=mean, std=std,
-                                             axis_name=dp.axis_name))
-  run_eval = lambda state: evaluate(eval_step, state, map(dp.put_batch, data.eval_batches()))
-
-  def check_saveable(state, done):
-    # Never checkpoint a state that has diverged: the loss of the last step
-    # can still be finite when its update already was not.
-    if window:
-      _check_finite(np.asarray(jax.device_get([m['loss'] for m in window])), window_start + 1)
-    if not bool(_all_finite(state)):
-      raise NonFiniteLossError(
-          f'parameters became non-finite at step {done}; lower optimizer.lr, add '
-          'optimizer.grad_clip_norm, or check the data.')
-
-  def save(step, state, force=False):
-    check_saveable(state, step)
-    data_state = train_data.state() if hasattr(train_data, 'state') else None
-    ckpt.save(step, dp.get_state(state), data_state=data_state, force=force)
-
-  def save_best(step, state, metrics):
-    check_saveable(state, step)
-    ckpt.save_best(step, dp.get_state(state), metrics)
-
-  writer = MetricWriter(workdir, total_steps=num_steps, initial_step=start, quiet=quiet,
-                        enabled=is_main)
-  n_params = sum(x.size for x in jax.tree.leaves(dp.get_state(state).params))
-  writer.message(f'{config.model.name}: {n_params:,} params; {data.num_train} train / '
-                 f'{data.num_eval} eval examples; {num_steps} steps of {config.batch_size} on '
-                 f'{dp.num_devices} device(s) ({config.parallel})' +
-                 (f'; resumed at step {start}' if start else '') +
-                 (f'; {init_note}' if init_note else ''))
-  last_train: dict[str, float] = {}
-  eval_metrics: dict[str, float] = {}
-  window: list[dict] = []
-  window_start, t_window = start, time.perf_counter()
-  compile_s = None
-  sigterm = _SigtermFlag(sync_every=min(config.log_every, config.checkpoint_every or 10**9))
+                      max_to_keep=config.keep_checkpoints, keep_best=config.keep_best,
+                      best_metric=task.headline, best_mode=task.headline_mode)
+  writer = None
   try:
-    for step in range(start, num_steps):
-      batch = dp.put_batch(train_data.batch(step), local=train_data.process_local)
-      state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
-      window.append(metrics)
-      done = step + 1
-      if compile_s is None:  # the first call traces and compiles
-        jax.block_until_ready(metrics)
-        compile_s = time.perf_counter() - t_window
-        _check_finite(np.asarray([float(metrics['loss'])]), done)
-        window_start, t_window, window = done, time.perf_counter(), []
-      elif done % config.log_every == 0 or done == num_steps:
-        stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *window))
-        elapsed = time.perf_counter() - t_window
-        _check_finite(np.asarray(stacked['loss']), window_start + 1)
-        row = {k: float(np.mean(v)) for k, v in stacked.items() if k != 'lr'}
-        row['lr'] = float(stacked['lr'][-1])
-        row['img_per_sec'] = len(window) * config.batch_size / elapsed
-        row['epoch'] = done / train_data.steps_per_epoch
-        last_train = writer.write(done, 'train', row)
-        writer.progress(done, loss=row['loss'], acc=row['accuracy'],
-                        img_s=row['img_per_sec'])
-        window_start, t_window, window = done, time.perf_counter(), []
-      # Evaluate before checkpointing: every row up to a checkpoint is then in the
-      # file, and a resume rewrites exactly the rows after it.
-      if config.eval_every and done % config.eval_every == 0 and done != num_steps:
-        eval_metrics = writer.write(done, 'eval', run_eval(state))
-        save_best(done, state, eval_metrics)
-        writer.message(f'step {done}: eval accuracy {eval_metrics["accuracy"]:.4f}, '
-                       f'loss {eval_metrics["loss"]:.4f}')
-        t_window = time.perf_counter()  # keep eval time out of img/s
-      stop = sigterm.stop_now(done)
-      if ckpt.should_save(done) or stop:
-        save(done, state, force=stop)
-      if stop:
-        ckpt.wait()
-        raise Preempted(f'stopped by SIGTERM after step {done}; checkpoint saved in '
-                        f'{workdir}; rerun the same command to resume.')
-    eval_metrics = writer.write(num_steps, 'eval', run_eval(state))
-    if ckpt.latest_step() != num_steps:
-      save(num_steps, state, force=True)
-    save_best(num_steps, state, eval_metrics)
-    ckpt.wait()
+    start, init_note, resume_note = 0, '', ''
+    if ckpt.latest_step() is not None:
+      state, data_state = ckpt.restore(dp.abstract_state(state))
+      resume_note = ckpt.restore_warning or ''
+      start = int(state.step)
+      if data_state and hasattr(train_data, 'restore'):
+        train_data.restore(data_state)
+      if is_main:  # rows past the checkpoint will be written again
+        truncate_metrics(workdir / 'metrics.jsonl', start)
+    elif config.transfer.init_from:
+      state, init_note = _init_from_run(state, tx, config.transfer)
+    if is_main:  # only now: a config that does not match the checkpoint must not overwrite it
+      (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
+    state = dp.put_state(state)
+
+    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    train_step = dp.compile_train(
+        make_train_step(model, task, tx, schedule, mean=mean, std=std,
+                        axis_name=dp.axis_name, is_frozen=is_frozen))
+    eval_step = dp.compile_eval(make_eval_step(model, task, mean=mean, std=std,
+                                               axis_name=dp.axis_name))
+    run_eval = lambda state: evaluate(eval_step, state, map(dp.put_batch, data.eval_batches()),
+                                      task)
+
+    def save(step, state, metrics=None, force=False):
+      # Never checkpoint a state that has diverged: the loss of the last step
+      # can still be finite when its update already was not.
+      if window:
+        _check_finite(np.asarray(jax.device_get([m['loss'] for m in window])),
+                      window_start + 1)
+      if not bool(_all_finite(state)):
+        raise NonFiniteLossError(
+            f'parameters became non-finite at step {step}; lower optimizer.lr, add '
+            'optimizer.grad_clip_norm, or check the data.')
+      data_state = train_data.state() if hasattr(train_data, 'state') else None
+      ckpt.save(step, dp.get_state(state), data_state=data_state, metrics=metrics, force=force)
+
+    writer = MetricWriter(workdir, total_steps=num_steps, initial_step=start, quiet=quiet,
+                          enabled=is_main)
+    if resume_note:
+      writer.message(f'warning: {resume_note}')
+    n_params = sum(x.size for x in jax.tree.leaves(dp.get_state(state).params))
+    writer.message(f'{config.model.name} ({task.name}): {n_params:,} params; '
+                   f'{data.num_train} train / {data.num_eval} eval examples; {num_steps} steps '
+                   f'of {config.batch_size} on {dp.num_devices} device(s) ({config.parallel})' +
+                   (f'; resumed at step {start}' if start else '') +
+                   (f'; {init_note}' if init_note else ''))
+    last_train: dict[str, float] = {}
+    eval_metrics: dict[str, Any] = {}
+    window: list[dict] = []
+    window_start, t_window = start, time.perf_counter()
+    compile_s = None
+    sigterm = _SigtermFlag(sync_every=min(config.log_every, config.checkpoint_every or 10**9))
+    try:
+      for step in range(start, num_steps):
+        batch = dp.put_batch(train_data.batch(step), local=train_data.process_local)
+        state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
+        window.append(metrics)
+        done = step + 1
+        if compile_s is None:  # the first call traces and compiles
+          jax.block_until_ready(metrics)
+          compile_s = time.perf_counter() - t_window
+          _check_finite(np.asarray([float(metrics['loss'])]), done)
+          window_start, t_window, window = done, time.perf_counter(), []
+        elif done % config.log_every == 0 or done == num_steps:
+          stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *window))
+          elapsed = time.perf_counter() - t_window
+          _check_finite(np.asarray(stacked['loss']), window_start + 1)
+          row = {k: float(np.mean(v)) for k, v in stacked.items() if k != 'lr'}
+          row['lr'] = float(stacked['lr'][-1])
+          row['img_per_sec'] = len(window) * config.batch_size / elapsed
+          row['epoch'] = done / train_data.steps_per_epoch
+          last_train = writer.write(done, 'train', row)
+          writer.progress(done, loss=row['loss'], img_s=row['img_per_sec'],
+                          **({task.progress: row[task.progress]} if task.progress in row
+                             else {}))
+          window_start, t_window, window = done, time.perf_counter(), []
+        if done == num_steps:
+          break  # the final evaluation and checkpoint follow the loop
+        # Evaluate before checkpointing: every row up to a checkpoint is then in the
+        # file, and a resume rewrites exactly the rows after it.
+        metrics_now = None
+        if config.eval_every and done % config.eval_every == 0:
+          eval_metrics = metrics_now = writer.write(done, 'eval', run_eval(state))
+          writer.message(f'step {done}: eval {task.summary(eval_metrics)}')
+          t_window = time.perf_counter()  # keep eval time out of img/s
+        stop = sigterm.stop_now(done)
+        if ckpt.should_save(done) or stop or metrics_now is not None:
+          save(done, state, metrics=metrics_now, force=stop)
+        if stop:
+          ckpt.wait()
+          raise Preempted(f'stopped by SIGTERM after step {done}; checkpoint saved in '
+                          f'{workdir}; rerun the same command to resume.')
+      if start < num_steps or ckpt.latest_step() != num_steps:
+        eval_metrics = writer.write(num_steps, 'eval', run_eval(state))
+        save(num_steps, state, metrics=eval_metrics, force=True)
+      else:  # resumed a finished run: report its final evaluation again
+        eval_metrics = run_eval(state)
+      ckpt.wait()
+    finally:
+      sigterm.restore()
   finally:
-    sigterm.restore()
-    writer.close()
+    if writer is not None:
+      writer.close()
     ckpt.close()
   if is_main:
-    plot_metrics(workdir / 'metrics.jsonl', workdir / 'metrics.png')
+    plot_metrics(workdir / 'metrics.jsonl', workdir / 'metrics.png',
+                 keys=('loss', task.progress, task.headline))
   return {'steps': num_steps, 'train': last_train, 'eval': eval_metrics,
-          'compile_s': compile_s or 0.0, 'num_params': n_params, 'resumed_from': start,
-          'state': dp.get_state(state)}
+          'summary': task.summary(eval_metrics), 'headline': task.headline,
+          'best_step': ckpt.best_step(), 'compile_s': compile_s or 0.0,
+          'num_params': n_params, 'resumed_from': start, 'state': dp.get_state(state)}

@@ -1,106 +1,122 @@
-"""Pure train and eval steps: ``train_step(state, batch, rng) -> (state, metrics)``.
+"""The one pure train step and eval step, built from a task: ``step(state, batch, rng)``.
 
-Both steps take the raw uint8 batch and do normalisation and augmentation
-inside the compiled program, on device. A batch is a dict:
+Both steps take the raw batch (uint8 images and the task's annotations) and
+do normalisation and augmentation inside the compiled program, on device.
+What differs between tasks (augmentation of annotations, loss, eval outputs)
+comes from the :class:`~cnn_jax.tasks.base.Task`; everything else is here
+once:
 
-  image: (B, H, W, C) uint8
-  label: (B,) int32
+  image: (B, H, W, C) uint8; the task's fields (label, boxes, masks, ...)
   mask:  (B,) bool, eval only: False marks padding rows of the last batch
 
 The same functions serve one device and data parallel runs: with sharded
 inputs under ``jit`` XLA inserts the gradient all-reduce, and under ``pmap``
-``axis_name`` makes gradients and BatchNorm statistics global.
+``axis_name`` makes gradients, metrics and BatchNorm statistics global.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
 from cnn_jax.data import augment as augment_lib
-from cnn_jax.ops import losses, metrics as metrics_lib
+from cnn_jax.dtypes import standard_promotion
+from cnn_jax.tasks.base import Task
 from cnn_jax.train import transfer
 from cnn_jax.train.state import TrainState
 
-# torchvision's weighting of GoogLeNet's two auxiliary classifier losses.
-AUX_LOSS_WEIGHT = 0.3
+ROW_MASK = '_valid'  # the eval rows' own copy of the batch mask
 
 
-def preprocess(batch: dict, mean: Sequence[float], std: Sequence[float],
-               dtype=jnp.float32) -> jax.Array:
-  """uint8 images -> normalised float (B, H, W, C) in the compute dtype."""
-  return augment_lib.normalize(batch['image'], mean, std).astype(dtype)
+def preprocess(batch: dict, mean: Sequence[float], std: Sequence[float]) -> dict:
+  """The batch with uint8 images -> normalised float32 (B, H, W, C)."""
+  return {**batch, 'image': augment_lib.normalize(batch['image'], mean, std)}
 
 
-def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
-                    mean: Sequence[float], std: Sequence[float], label_smoothing: float = 0.0,
-                    augment: dict | None = None, axis_name: str | None = None,
-                    is_frozen: transfer.Predicate | None = None
-                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
-  """Builds the pure train step for ``model`` (any cnn_jax Linen classifier).
+def make_update(model, task: Task, tx: optax.GradientTransformation, *,
+                axis_name: str | None = None, is_frozen: transfer.Predicate | None = None
+                ) -> Callable[..., tuple[Any, Any, Any, dict, Any]]:
+  """The gradient step shared by every trainer (this module's and the speedrun's).
+
+  Returns ``update(params, batch_stats, opt_state, batch, rng) -> (params,
+  batch_stats, opt_state, metrics, grads)`` on a prepared batch (normalised,
+  augmented): forward in train mode, the task's loss, gradients (averaged over
+  devices under pmap), one optimizer update; ``metrics`` holds ``loss`` and the
+  task's train metrics (not yet averaged over devices).
 
   Args:
-    model: Linen module ``(x, train) -> logits``; its ``dtype`` is the compute dtype.
-    tx: the optax optimizer; ``schedule`` its learning rate (logged).
-    mean, std: per-channel normalisation of ``image / 255``.
-    label_smoothing: for the softmax cross entropy.
-    augment: keyword arguments of :func:`cnn_jax.data.augment.augment_batch`
-      (crop_padding, flip, rotation, shift, zoom, shear); None or {} for none.
-    axis_name: set under ``pmap`` to average gradients and metrics over devices.
+    model: a Linen module (or :class:`~cnn_jax.models.functional.Functional`)
+      ``(x, train) -> outputs``; its ``dtype`` is the compute dtype.
+    task: gives the loss (see :mod:`cnn_jax.tasks.base`).
+    tx: the optax optimizer.
+    axis_name: set under ``pmap``.
     is_frozen: top-level module name -> frozen? (:mod:`cnn_jax.train.transfer`):
       frozen modules get no gradient, no update and run with ``train=False``.
       Pair it with ``transfer.freeze_optimizer(tx, is_frozen)``.
-
-  Returns:
-    ``train_step(state, batch, rng) -> (new_state, metrics)`` with metrics
-    ``loss``, ``accuracy``, ``grad_norm``, ``lr`` (scalars, device arrays).
   """
-  augment = dict(augment or {})
+  mutable = ['batch_stats', *task.collections]
 
-  def loss_fn(params, batch_stats, x, labels, rng):
+  def loss_fn(params, batch_stats, batch, rng):
     if is_frozen is not None:
       params = transfer.stop_frozen_gradients(params, is_frozen)
     with transfer.frozen_in_eval_mode(is_frozen):
-      logits, mutated = model.apply(
-          {'params': params, 'batch_stats': batch_stats}, x, train=True,
-          mutable=['batch_stats', 'aux_logits'], rngs={'dropout': rng})
-    loss = losses.softmax_cross_entropy(logits, labels, label_smoothing=label_smoothing)
-    for (aux,) in mutated.get('aux_logits', {}).values():
-      loss = loss + AUX_LOSS_WEIGHT * losses.softmax_cross_entropy(
-          aux, labels, label_smoothing=label_smoothing)
-    return loss, (logits, mutated.get('batch_stats', {}))
+      outputs, mutated = model.apply(
+          {'params': params, 'batch_stats': batch_stats}, batch['image'], train=True,
+          mutable=mutable, rngs={'dropout': rng})
+    extras = {k: v for k, v in mutated.items() if k != 'batch_stats'}
+    loss, metrics = task.loss(outputs, batch, extras, axis_name)
+    return loss, ({'loss': loss, **metrics}, mutated.get('batch_stats', batch_stats))
+
+  def update(params, batch_stats, opt_state, batch, rng):
+    (_, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, batch, rng)
+    if axis_name:
+      grads = lax.pmean(grads, axis_name)
+    with standard_promotion():
+      updates, opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    if is_frozen is not None:  # exact: adding a zero update could still flip -0.0
+      new_params = transfer.keep_frozen(params, new_params, is_frozen)
+    return new_params, batch_stats, opt_state, metrics, grads
+
+  return update
+
+
+def make_train_step(model, task: Task, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, *, mean: Sequence[float], std: Sequence[float],
+                    axis_name: str | None = None, is_frozen: transfer.Predicate | None = None
+                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
+  """Builds the pure train step of ``model`` on ``task``.
+
+  Args:
+    model, task, tx, axis_name, is_frozen: as for :func:`make_update`.
+    schedule: the learning rate of ``tx`` (logged).
+    mean, std: per-channel normalisation of ``image / 255``.
+
+  Returns:
+    ``train_step(state, batch, rng) -> (new_state, metrics)`` with metrics
+    ``loss``, the task's train metrics, ``grad_norm``, ``lr`` (device scalars).
+  """
+  update = make_update(model, task, tx, axis_name=axis_name, is_frozen=is_frozen)
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     if axis_name:  # every device gets the same key: make each one's examples differ
       rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
     aug_rng, drop_rng = jax.random.split(rng)
-    x = preprocess(batch, mean, std)
-    if augment:
-      x = augment_lib.augment_batch(aug_rng, x, **augment)
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, x, batch['label'], drop_rng)
-    if axis_name:
-      grads = lax.pmean(grads, axis_name)
-    # optax mixes its int32 step count with float hyper-parameters, which
-    # jax_numpy_dtype_promotion='strict' would reject; our own code is strict-clean.
-    with jax.numpy_dtype_promotion('standard'):
-      updates, opt_state = tx.update(grads, state.opt_state, state.params)
-      lr = schedule(state.step)
-    params = optax.apply_updates(state.params, updates)
-    if is_frozen is not None:  # exact: adding a zero update could still flip -0.0
-      params = transfer.keep_frozen(state.params, params, is_frozen)
-    metrics = {
-        'loss': loss,
-        'accuracy': metrics_lib.accuracy(logits, batch['label']),
-        'grad_norm': optax.tree.norm(grads),
-    }
+    batch = task.augment(aug_rng, preprocess(batch, mean, std))
+    params, batch_stats, opt_state, metrics, grads = update(
+        state.params, state.batch_stats, state.opt_state, batch, drop_rng)
+    metrics = {**metrics, 'grad_norm': optax.tree.norm(grads)}
     if axis_name:
       metrics = lax.pmean(metrics, axis_name)
-    metrics['lr'] = jnp.asarray(lr, jnp.float32)
+    with standard_promotion():
+      metrics['lr'] = jnp.asarray(schedule(state.step), jnp.float32)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state)
     return new_state, metrics
@@ -108,39 +124,50 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
   return train_step
 
 
-def make_eval_step(model, *, mean: Sequence[float], std: Sequence[float],
+def make_eval_step(model, task: Task, *, mean: Sequence[float], std: Sequence[float],
                    axis_name: str | None = None) -> Callable[[TrainState, dict], dict]:
-  """``eval_step(state, batch) -> sums`` of loss, correct and count over real rows.
+  """``eval_step(state, batch) -> {'sums': ..., 'rows': ...}`` of the task's eval outputs.
 
-  Sums (not means) so that batches, including a padded last one, add up to
-  exact dataset metrics: ``accuracy = correct / count``.
+  ``sums`` add up over batches (and devices) to exact dataset totals; ``rows``
+  are per-example outputs, gathered over devices, that :func:`evaluate`
+  concatenates (padding rows dropped) for metrics computed on the host.
   """
 
   def eval_step(state: TrainState, batch: dict) -> dict:
-    x = preprocess(batch, mean, std)
-    logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, x,
-                         train=False)
-    mask = batch['mask']
-    per_example = losses.softmax_cross_entropy(logits, batch['label'], reduction='none')
-    correct = jnp.argmax(logits, -1) == batch['label']
-    sums = {
-        'loss_sum': jnp.sum(jnp.where(mask, per_example, 0.0)),
-        'correct': jnp.sum(correct & mask, dtype=jnp.int32),
-        'count': jnp.sum(mask, dtype=jnp.int32),
-    }
-    return lax.psum(sums, axis_name) if axis_name else sums
+    batch = preprocess(batch, mean, std)
+    outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                          batch['image'], train=False)
+    out = task.eval_outputs(outputs, batch)
+    sums = out.get('sums', {})
+    rows = {**out.get('rows', {}), ROW_MASK: batch['mask']} if 'rows' in out else {}
+    if axis_name:
+      sums = lax.psum(sums, axis_name)
+      rows = lax.all_gather(rows, axis_name, axis=0, tiled=True)
+    return {'sums': sums, 'rows': rows}
 
   return eval_step
 
 
-def summarize_eval(sums: dict) -> dict[str, float]:
-  """Host-side: turns accumulated eval sums into loss and accuracy."""
-  count = max(int(sums['count']), 1)
-  return {'loss': float(sums['loss_sum']) / count,
-          'accuracy': float(sums['correct']) / count,
-          'count': int(sums['count'])}
+def collect(eval_step: Callable, state: TrainState, batches) -> tuple[dict, dict]:
+  """One pass of ``eval_step`` over ``batches``: summed ``sums`` and joined real ``rows``."""
+  sums, rows = None, []
+  for batch in batches:
+    out = jax.device_get(eval_step(state, batch))
+    s = jax.tree.map(_widen, out['sums'])
+    sums = s if sums is None else jax.tree.map(np.add, sums, s)
+    if out['rows']:
+      keep = np.asarray(out['rows'][ROW_MASK], bool)
+      rows.append({k: np.asarray(v)[keep] for k, v in out['rows'].items() if k != ROW_MASK})
+  joined = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]} if rows else {}
+  return sums or {}, joined
 
 
-def add_sums(a: dict | None, b: dict) -> dict:
-  return b if a is None else jax.tree.map(jnp.add, a, b)
+def evaluate(eval_step: Callable, state: TrainState, batches, task: Task) -> dict:
+  """The task's named metrics (host floats) of one pass over ``batches``."""
+  return task.eval_metrics(*collect(eval_step, state, batches))
 
+
+def _widen(x) -> np.ndarray:
+  """int64 / float64, so sums over a large split neither overflow nor round."""
+  x = np.asarray(x)
+  return x.astype(np.int64 if np.issubdtype(x.dtype, np.integer) else np.float64)

@@ -118,13 +118,14 @@ def frozen_in_eval_mode(is_frozen: Predicate | None) -> Iterator[None]:
     yield
 
 
-def load_variables(path: str | pathlib.Path, *, which: str = 'latest') -> dict[str, Any]:
+def load_variables(path: str | pathlib.Path, *, which: str = 'latest',
+                   best_metric: str = 'accuracy', best_mode: str = 'max') -> dict[str, Any]:
   """``{'params', 'batch_stats'}`` (numpy) of a run's checkpoint, any optimizer.
 
   Args:
     path: a training workdir or its ``checkpoints/`` folder.
     which: ``'latest'`` (the newest step) or ``'best'`` (the step with the best
-      eval accuracy, ``Checkpointer.best_step``).
+      eval ``best_metric``, ``Checkpointer.best_step``; a task's headline metric).
   """
   if which not in ('latest', 'best'):
     raise ValueError(f"which must be 'latest' or 'best', got {which!r}.")
@@ -137,7 +138,8 @@ def load_variables(path: str | pathlib.Path, *, which: str = 'latest') -> dict[s
                             'workdir of a finished training run.')
   # No target: the tree comes back as saved (nested dicts), whatever the
   # optimizer was; only params and batch_stats are kept.
-  _, state = checkpoint.load_tree(candidate, which=which)
+  _, state = checkpoint.load_tree(candidate, which=which, best_metric=best_metric,
+                                  best_mode=best_mode)
   return {'params': jax.tree.map(np.asarray, state['params']),
           'batch_stats': jax.tree.map(np.asarray, state.get('batch_stats') or {})}
 

@@ -20,8 +20,10 @@ def script(module, *args):
 @pytest.mark.parametrize('module,args,message', [
     ('experiments.speedrun', ['--config=configs/cifar_speedrun.py', '--workdir=WORK'],
      'error: data=folder needs --config.root=DIR'),
-    ('experiments.detect', ['--config=configs/detect.py'],
-     'error: both --config=configs/detect.py and --workdir=DIR are required.'),
+    ('experiments.detect', ['report', 'WORK/nothing'],
+     'error: WORK/nothing has no config.json; pass the --workdir of a cnn_jax.main'),
+    ('experiments.segment', ['report', 'WORK'], 'error: no training run in WORK'),
+    ('experiments.face_verify', ['report', 'WORK'], 'error: WORK has no config.json'),
     ('experiments.style_transfer', ['--config=configs/style_transfer.py'],
      'error: both --config=configs/style_transfer.py and --out_dir=DIR are required.'),
 ])
@@ -29,4 +31,5 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, module, args, message):
   r = script(module, *(a.replace('WORK', str(tmp_path)) for a in args))
   assert r.returncode == 2, r.stderr
   lines = r.stderr.strip().splitlines()
+  message = message.replace('WORK', str(tmp_path))
   assert len(lines) == 1 and lines[0].startswith(message), r.stderr

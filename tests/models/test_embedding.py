@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_jax.models import get_model
 from cnn_jax.models.embedding import Embedding, SiameseHead, l2_normalize
 
 
@@ -12,7 +13,8 @@ class EmbeddingTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_unit_norm_embeddings(self):
-    model = Embedding(dim=16, backbone_kwargs={'depth': 8, 'widths': (4, 8, 8)})
+    model = get_model('embedding', dim=16, backbone_kwargs={'depth': 8, 'widths': (4, 8, 8)})
+    assert isinstance(model, Embedding)
     x = jax.random.normal(jax.random.key(0), (3, 16, 16, 3))
     variables = model.init(jax.random.key(1), x)
     emb = self.variant(lambda v, x: model.apply(v, x))(variables, x)

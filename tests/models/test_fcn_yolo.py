@@ -35,7 +35,7 @@ class UpsampleTest(chex.TestCase):
 @pytest.mark.parametrize('variant', ['32s', '16s', '8s'])
 @pytest.mark.parametrize('backbone,kwargs', [('resnet18', {'width': 4}), ('vgg11', {})])
 def test_fcn_output_size_equals_input_size(variant, backbone, kwargs):
-  model = FCN(num_classes=3, variant=variant, backbone=backbone, backbone_kwargs=kwargs)
+  model = get_model(f'fcn{variant}', num_classes=3, backbone=backbone, backbone_kwargs=kwargs)
   for h, w in ((50, 70), (33, 47)):  # not multiples of 32
     out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0],
                          jax.ShapeDtypeStruct((2, h, w, 3), jnp.float32))
@@ -45,7 +45,7 @@ def test_fcn_output_size_equals_input_size(variant, backbone, kwargs):
 def test_fcn8s_skips_start_at_zero_and_learn():
   # Zero-initialised skip scores: at init 8s predicts from the stride-32 scores alone.
   x = jax.random.normal(jax.random.key(1), (1, 64, 64, 3))
-  m8 = FCN(num_classes=3, variant='8s', backbone='resnet18', backbone_kwargs={'width': 4})
+  m8 = get_model('fcn8s', num_classes=3, backbone='resnet18', backbone_kwargs={'width': 4})
   v8 = m8.init(jax.random.key(0), x)
   for name in ('score8', 'score16'):
     assert not np.any(v8['params'][name]['kernel']) and not np.any(v8['params'][name]['bias'])
@@ -54,12 +54,20 @@ def test_fcn8s_skips_start_at_zero_and_learn():
   np.testing.assert_array_equal(v8['params']['up8']['kernel'], conv.bilinear_kernel(8, 3))
 
 
-def test_fcn_rejects_unknown_backbone_and_variant():
+def test_fcn_takes_a_backbone_module_and_its_taps():
   x = jnp.zeros((1, 32, 32, 3))
-  with pytest.raises(ValueError, match='vgg\\* or resnet\\*'):
-    FCN(backbone='googlenet').init(jax.random.key(0), x)
+  # The head never looks a backbone up by name: any features_only module with taps works.
+  googlenet = get_model('googlenet', num_classes=3)
+  with pytest.raises(ValueError, match='FCN needs taps=.* for a GoogLeNet backbone'):
+    FCN(backbone=googlenet).init(jax.random.key(0), x)
+  resnet = get_model('resnet18', features_only=True, width=4)
   with pytest.raises(ValueError, match="unknown FCN variant '4s'"):
-    FCN(variant='4s').init(jax.random.key(0), x)
+    FCN(backbone=resnet, variant='4s').init(jax.random.key(0), x)
+  tapped = FCN(backbone=resnet, num_classes=2, taps=('layer2', 'layer3', 'layer4'))
+  default = FCN(backbone=resnet, num_classes=2)
+  v = tapped.init(jax.random.key(0), x)
+  np.testing.assert_array_equal(tapped.apply(v, x), default.apply(v, x))
+  assert set(v['params']) >= {'backbone', 'score8', 'up8'}
 
 
 def test_yolo_grid_and_conv_impls_agree():

@@ -416,15 +416,25 @@ def test_an_unreadable_newest_step_falls_back_to_the_previous(three_steps, damag
     assert ckpt.best_step() == 20
     restored, data_state = ckpt.restore(_abstract(states[30]))
     warning = ckpt.restore_warning
-    # The damaged step cannot be asked for by number either.
-    with pytest.raises(CheckpointError, match=r'^checkpoint step 30 in .* is unreadable'):
-      ckpt.restore(_abstract(states[30]), step=30)
+    # The damaged step is set aside (kept, never deleted), so saving can go on past it.
+    assert ckpt.all_steps() == [10, 20] and ckpt.save(30, states[20])
   _assert_identical(restored, states[20])
   assert data_state == {'step': 20}
   assert re.fullmatch(rf'checkpoint step 30 in {re.escape(str(directory))} is unreadable '
-                      r'\([^\n]+\); resumed from step 20', warning), warning
+                      r'\([^\n]+\); resumed from step 20 \(the damaged step moved to '
+                      rf'{re.escape(str(directory))}/unreadable-[0-9-]+\)', warning), warning
+  assert len(list(directory.glob('unreadable-*/30'))) == 1
   assert 'tensorstore_spec' not in warning and len(warning) < 500, warning
   console()
+
+
+def test_an_unreadable_step_asked_for_by_number_is_an_error(three_steps):
+  directory, states = three_steps
+  _truncate(directory / '30')
+  with Checkpointer(directory, save_every=10, async_save=False) as ckpt:
+    with pytest.raises(CheckpointError, match=r'^checkpoint step 30 in .* is unreadable'):
+      ckpt.restore(_abstract(states[30]), step=30)
+    assert ckpt.all_steps() == list(_STEPS)  # nothing is moved for an explicit request
 
 
 def test_skipped_steps_are_all_named_and_training_goes_on(three_steps):
@@ -434,7 +444,8 @@ def test_skipped_steps_are_all_named_and_training_goes_on(three_steps):
   with Checkpointer(directory, save_every=10, async_save=False) as ckpt:
     restored, _ = ckpt.restore(_abstract(states[30]))
     assert ckpt.restore_warning.startswith(f'checkpoint step 30 in {directory} is unreadable (')
-    assert ckpt.restore_warning.endswith('; step 20 too); resumed from step 10')
+    assert '; step 20 too); resumed from step 10 (the damaged steps moved to' in (
+        ckpt.restore_warning)
     _assert_identical(restored, states[10])
     # A resumed run saves past the damaged steps; the newest then reads again.
     assert ckpt.save(40, states[10])

@@ -58,7 +58,7 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path):
   out = _launch(tmp_path, steps=20)
   assert all('final eval accuracy' in o for o in out)
   assert 'on 100 examples after 20 steps' in out[0]
-  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints' / 'latest').iterdir()
+  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()
                  if p.name.isdigit())
   assert steps[-1] == 20
   # Only process 0 writes logs: one row per (split, step).
@@ -124,5 +124,5 @@ def test_sigterm_to_one_process_stops_both_at_the_same_checkpoint(tmp_path):
   assert len(stopped) == 1  # both stopped after the same step, and saved it
   step = stopped.pop()
   assert step % 5 == 0  # the flag is exchanged every log_every steps
-  assert step in [int(p.name) for p in (tmp_path / 'checkpoints' / 'latest').iterdir()
+  assert step in [int(p.name) for p in (tmp_path / 'checkpoints').iterdir()
                   if p.name.isdigit()]

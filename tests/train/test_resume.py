@@ -1,4 +1,4 @@
-"""Exact resume after SIGKILL, checkpoint on SIGTERM, mismatched configs, NaN."""
+"""Exact resume after SIGKILL (every task), checkpoint on SIGTERM, mismatched configs, NaN."""
 
 import json
 import os
@@ -14,10 +14,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cnn_jax.train import loop
+from tests.tasks.configs import cli_overrides
 from tests.train.test_loop import tiny_config
 
 ROOT = pathlib.Path(__file__).parents[2]
 STEPS = 240
+TASK_STEPS = 90  # the task configs' runs: checkpoints every 15, killed after 30
 
 
 def _args(workdir, *extra):
@@ -29,6 +31,14 @@ def _args(workdir, *extra):
           *extra]
 
 
+def _task_args(name, workdir):
+  """A task config, shrunk, run long enough to be killed after a mid-run checkpoint."""
+  return [sys.executable, '-m', 'cnn_jax.main', f'--config=configs/{name}.py',
+          f'--workdir={workdir}', '--quiet', *cli_overrides(name),
+          f'--config.num_steps={TASK_STEPS}', '--config.checkpoint_every=15',
+          '--config.eval_every=30', '--config.log_every=15', '--config.num_devices=1']
+
+
 def _env():
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env.pop('XLA_FLAGS', None)
@@ -36,13 +46,13 @@ def _env():
 
 
 def _committed(workdir):
-  latest = pathlib.Path(workdir) / 'checkpoints' / 'latest'
-  return sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) if latest.exists() else []
+  folder = pathlib.Path(workdir) / 'checkpoints'
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
 
 
-def _run_until_checkpoint(workdir, sig, min_step=80):
+def _run_until_checkpoint(workdir, sig, min_step=80, args=None):
   """Starts a run and sends ``sig`` once a checkpoint at >= min_step is committed."""
-  proc = subprocess.Popen(_args(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+  proc = subprocess.Popen(args or _args(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
@@ -55,8 +65,8 @@ def _run_until_checkpoint(workdir, sig, min_step=80):
   return proc.returncode, out, err
 
 
-def _final_params(workdir):
-  path = pathlib.Path(workdir) / 'checkpoints' / 'latest' / str(STEPS) / 'state'
+def _final_params(workdir, steps=STEPS):
+  path = pathlib.Path(workdir) / 'checkpoints' / str(steps) / 'state'
   return ocp.StandardCheckpointer().restore(path.resolve())
 
 
@@ -74,8 +84,8 @@ def uninterrupted(tmp_path_factory):
   return workdir
 
 
-def _assert_same_run(a, b):
-  pa, pb = _final_params(a), _final_params(b)
+def _assert_same_run(a, b, steps=STEPS):
+  pa, pb = _final_params(a, steps), _final_params(b, steps)
   flat_a, flat_b = (jax_leaves(p) for p in (pa, pb))
   assert len(flat_a) == len(flat_b)
   for x, y in zip(flat_a, flat_b):
@@ -102,6 +112,30 @@ def test_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
   keys = [(r['split'], r['step']) for r in rows]
   assert len(keys) == len(set(keys)), 'metrics.jsonl has duplicated rows after resume'
   assert [r['step'] for r in rows if r['split'] == 'train'] == list(range(20, STEPS + 1, 20))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['detect', 'segment', 'face_verify', 'composed_cifar'])
+def test_every_task_resumes_bit_identically_after_sigkill(name, tmp_path):
+  """YOLO, FCN-8s, triplet embeddings and a composed network: kill, rerun, same result."""
+  whole = tmp_path / 'whole'
+  first = subprocess.run(_task_args(name, whole), cwd=ROOT, env=_env(), capture_output=True,
+                         text=True, timeout=400)
+  assert first.returncode == 0, first.stderr
+  killed = tmp_path / 'killed'
+  code, _, err = _run_until_checkpoint(killed, signal.SIGKILL, min_step=30,
+                                       args=_task_args(name, killed))
+  assert code == -signal.SIGKILL, err
+  r = subprocess.run(_task_args(name, killed), cwd=ROOT, env=_env(), capture_output=True,
+                     text=True, timeout=400)
+  assert r.returncode == 0, r.stderr
+  assert 'resumed at step' in r.stdout, r.stdout
+  _assert_same_run(whole, killed, TASK_STEPS)  # params bit-identical, eval rows equal
+  # Both pick the same best step by the task's headline metric.
+  best = lambda out: re.search(r'best (\w+) at step (\d+)', out).groups()
+  assert best(r.stdout) == best(first.stdout)
+  assert best(r.stdout)[0] == {'detect': 'mAP50', 'segment': 'mean_iou',
+                               'face_verify': 'val_auc', 'composed_cifar': 'accuracy'}[name]
 
 
 @pytest.mark.slow
@@ -144,6 +178,6 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   bad_step = int(info.value.args[0].split('at step ')[1].split(';')[0])
   saved = _committed(tmp_path)
   assert saved and max(saved) < bad_step
-  state = ocp.StandardCheckpointer().restore((tmp_path / 'checkpoints' / 'latest' /
+  state = ocp.StandardCheckpointer().restore((tmp_path / 'checkpoints' /
                                               str(max(saved)) / 'state').resolve())
   assert all(np.isfinite(x).all() for x in jax_leaves(state))

@@ -1,4 +1,4 @@
-"""The pure train/eval steps: no retracing, learning, exact padded eval, aux losses."""
+"""The pure train/eval steps: no retracing, learning, exact padded eval, aux losses, top-k."""
 
 import chex
 import flax.linen as nn
@@ -10,13 +10,21 @@ import pytest
 from cnn_jax.data import pipeline, synthetic
 from cnn_jax.models import SimpleCNN
 from cnn_jax.ops import losses
+from cnn_jax.tasks import Classification
 from cnn_jax.train import optim
 from cnn_jax.train.config import default_config
 from cnn_jax.train.state import create_train_state
-from cnn_jax.train.step import (AUX_LOSS_WEIGHT, add_sums, make_eval_step, make_train_step,
-                                summarize_eval)
+from cnn_jax.train.step import evaluate, make_eval_step, make_train_step
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+AUX_LOSS_WEIGHT = default_config().task.aux_loss_weight  # torchvision's 0.3
+
+
+def _task(label_smoothing=0.0, **augment):
+  cfg = default_config()
+  cfg.optimizer.label_smoothing = label_smoothing
+  cfg.augment.update(augment)
+  return Classification(cfg)
 
 
 def _setup(model, steps=100, lr=0.05):
@@ -37,7 +45,7 @@ def test_no_retracing_and_loss_goes_down(data):
   model = SimpleCNN(widths=(8, 16), num_classes=4)
   tx, schedule, state = _setup(model)
   step = jax.jit(chex.assert_max_traces(
-      make_train_step(model, tx, schedule, mean=MEAN, std=STD, augment={'flip': True}), n=1),
+      make_train_step(model, _task(flip=True), tx, schedule, mean=MEAN, std=STD), n=1),
                  donate_argnums=0)
   batches = pipeline.InMemoryTrainData(data, 32, seed=0)
   losses_seen = []
@@ -53,12 +61,10 @@ def test_no_retracing_and_loss_goes_down(data):
 def test_eval_is_exact_with_a_padded_last_batch(data):
   model = SimpleCNN(widths=(8,), num_classes=4)
   _, _, state = _setup(model)
-  eval_step = jax.jit(make_eval_step(model, mean=MEAN, std=STD))
+  task = _task()
+  eval_step = jax.jit(make_eval_step(model, task, mean=MEAN, std=STD))
   ds = data.take(np.arange(77))  # 77 = 2 x 32 + 13
-  sums = None
-  for batch in pipeline.eval_batches(ds, 32):
-    sums = add_sums(sums, eval_step(state, batch))
-  got = summarize_eval(jax.device_get(sums))
+  got = evaluate(eval_step, state, pipeline.eval_batches(ds, 32), task)
   x = (ds.images.astype(np.float32) / 255 - np.array(MEAN)) / np.array(STD)
   logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                        jnp.asarray(x, jnp.float32))
@@ -66,6 +72,13 @@ def test_eval_is_exact_with_a_padded_last_batch(data):
   assert got['accuracy'] == pytest.approx(float(np.mean(np.argmax(logits, -1) == ds.labels)))
   assert got['loss'] == pytest.approx(float(losses.softmax_cross_entropy(logits, ds.labels)),
                                       rel=1e-5)
+  top2 = np.argsort(-np.asarray(logits), -1)[:, :2]
+  task = _task()
+  task.t.top_k = 2
+  eval_step = jax.jit(make_eval_step(model, task, mean=MEAN, std=STD))
+  got = evaluate(eval_step, state, pipeline.eval_batches(ds, 32), task)
+  assert got['top2_accuracy'] == pytest.approx(float(np.mean(np.any(
+      top2 == ds.labels[:, None], -1))))
 
 
 class _AuxNet(nn.Module):
@@ -85,7 +98,7 @@ class _AuxNet(nn.Module):
 def test_auxiliary_losses_are_weighted_in():
   model = _AuxNet()
   tx, schedule, state = _setup(model, lr=0.0)
-  step = make_train_step(model, tx, schedule, mean=MEAN, std=STD)
+  step = make_train_step(model, _task(), tx, schedule, mean=MEAN, std=STD)
   batch = {'image': jnp.full((4, 16, 16, 3), 100, jnp.uint8),
            'label': jnp.array([0, 1, 2, 1], jnp.int32)}
   _, metrics = step(state, batch, jax.random.key(0))
@@ -99,8 +112,8 @@ def test_auxiliary_losses_are_weighted_in():
 def test_bfloat16_compute_keeps_float32_params(data):
   model = SimpleCNN(widths=(8,), num_classes=4, dtype=jnp.bfloat16)
   tx, schedule, state = _setup(model)
-  step = jax.jit(make_train_step(model, tx, schedule, mean=MEAN, std=STD,
-                                 label_smoothing=0.1))
+  step = jax.jit(make_train_step(model, _task(label_smoothing=0.1), tx, schedule, mean=MEAN,
+                                 std=STD))
   batches = pipeline.InMemoryTrainData(data, 32, seed=0)
   state, metrics = step(state, batches.batch(0), jax.random.key(0))
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves((state.params,
@@ -123,7 +136,7 @@ def test_label_smoothing_reaches_the_loss():
   logits = h @ p['main']['kernel'] + p['main']['bias']
   aux = h @ p['aux']['kernel'] + p['aux']['bias']
   for eps in (0.0, 0.3):
-    step = make_train_step(model, tx, schedule, mean=MEAN, std=STD, label_smoothing=eps)
+    step = make_train_step(model, _task(label_smoothing=eps), tx, schedule, mean=MEAN, std=STD)
     _, metrics = step(state, batch, jax.random.key(0))
     want = (losses.softmax_cross_entropy(logits, batch['label'], label_smoothing=eps) +
             AUX_LOSS_WEIGHT * losses.softmax_cross_entropy(aux, batch['label'],

@@ -9,10 +9,13 @@ import pytest
 
 from cnn_jax.data.dataset import ArrayDataset, few_shot, select_classes
 from cnn_jax.models import get_model
+from cnn_jax.tasks import Classification
 from cnn_jax.train import loop, transfer
 from cnn_jax.train.config import default_config
 from cnn_jax.train.state import create_train_state
 from cnn_jax.train.step import make_train_step
+
+TASK = Classification(default_config())
 
 NAMES = ['stem', 'stage1_0', 'stage1_1', 'stage10_0', 'stage2_0', 'fc']
 
@@ -45,7 +48,7 @@ def test_frozen_params_and_batch_stats_stay_bit_identical():
   is_frozen = transfer.frozen_predicate(('stem', 'stage1'))
   tx = transfer.freeze_optimizer(optax.sgd(0.1, momentum=0.9), is_frozen)
   model, state0 = _model_and_state(tx)
-  step = jax.jit(make_train_step(model, tx, optax.constant_schedule(0.1), mean=(0.5,) * 3,
+  step = jax.jit(make_train_step(model, TASK, tx, optax.constant_schedule(0.1), mean=(0.5,) * 3,
                                  std=(0.25,) * 3, is_frozen=is_frozen))
   state = state0
   for i in range(3):
@@ -84,7 +87,7 @@ def test_frozen_modules_run_in_eval_mode():
 def _count_convs(is_frozen):
   tx = transfer.freeze_optimizer(optax.sgd(0.1), is_frozen)
   model, state = _model_and_state(tx)
-  step = make_train_step(model, tx, optax.constant_schedule(0.1), mean=(0.5,) * 3,
+  step = make_train_step(model, TASK, tx, optax.constant_schedule(0.1), mean=(0.5,) * 3,
                          std=(0.25,) * 3, is_frozen=is_frozen)
   _, metrics = step(state, _batch(), jax.random.key(0))
   assert float(metrics['grad_norm']) > 0

@@ -1,0 +1,166 @@
+"""The task interface: what differs between kinds of training, and nothing else.
+
+A task is one class in one file. The training loop (:mod:`cnn_jax.train.loop`)
+owns everything else once, for every task: resume, data parallelism,
+multi-host, checkpoints, the NaN guard, logging and the progress bar.
+
+What a task says::
+
+  name, headline ('mAP50'), headline_mode   what checkpoints' best is chosen by
+  defaults()                   its keys of the config's ``task`` section
+  load_data() -> (train, eval) ArrayDatasets; extras are batch fields
+  sampler(train)               optional step -> indices (P x K identity batches)
+  model_kwargs(num_classes)    what the model needs to know of the data
+  augment(rng, batch)          on device, moves annotations with the pixels
+  loss(outputs, batch, extras, axis_name) -> (loss, metrics)
+  eval_outputs(outputs, batch) -> {'sums': {...}, 'rows': {...}}  on device
+  eval_metrics(sums, rows) -> {'mAP50': ...}                        on host
+
+``augment``, ``loss`` and ``eval_outputs`` run inside the compiled steps;
+``batch['image']`` is already normalised float there. An eval batch's
+``mask`` marks its real rows (the last batch is padded): ``sums`` must skip
+padding themselves, ``rows`` are filtered by the loop. Under ``pmap``
+(``axis_name`` set) sums are ``psum``\\ ed and rows gathered by the loop; a
+loss over the whole batch (triplet mining, a mean over valid pixels) uses
+:func:`gather_batch` / :func:`global_mean` so that it equals one device's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax import lax
+
+from cnn_jax.data import augment as augment_lib
+from cnn_jax.data.build import load_split
+from cnn_jax.data.dataset import ArrayDataset, holdout_split
+
+Batch = dict[str, jax.Array]
+
+
+class Task:
+  """Base class of every task; subclasses override what differs.
+
+  Attributes:
+    name: the registry name (``config.task.name``).
+    headline: the eval metric that picks ``best`` checkpoints.
+    headline_mode: 'max' or 'min'.
+    fields: batch fields the task reads (checked against the data).
+    collections: Linen collections the loss reads besides ``batch_stats``
+      (GoogLeNet's auxiliary logits).
+    progress: the train metric shown on the progress bar.
+    augment_keys: the ``config.augment`` keys this task can apply.
+  """
+  name: ClassVar[str] = ''
+  headline: ClassVar[str] = 'accuracy'
+  headline_mode: ClassVar[str] = 'max'
+  fields: ClassVar[tuple[str, ...]] = ('image', 'label')
+  collections: ClassVar[tuple[str, ...]] = ()
+  progress: ClassVar[str] = 'accuracy'
+  augment_keys: ClassVar[tuple[str, ...]] = ('flip',)
+  streaming: ClassVar[bool] = False
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.t = config.task
+    on = sorted(k for k, v in config.augment.items() if v and k != 'crop_mode')
+    bad = [k for k in on if k not in self.augment_keys]
+    if bad:
+      raise ValueError(f'task {self.name!r} cannot apply augment.{bad[0]}; it supports '
+                       f'{", ".join("augment." + k for k in self.augment_keys)}.')
+
+  @staticmethod
+  def defaults() -> ml_collections.ConfigDict:
+    """The task's own config keys (``config.task``, besides ``name``)."""
+    return ml_collections.ConfigDict()
+
+  # ---- data (host) --------------------------------------------------------
+
+  def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
+    """``(train, eval)`` in memory; ``extras`` become batch fields of the same name."""
+    d = self.config.data
+    train = load_split(d, d.train_split, seed=self.config.seed)
+    if d.holdout:  # a validation split from the training data (fixed across seeds)
+      return holdout_split(train, int(d.holdout))
+    return train, load_split(d, d.eval_split, seed=self.config.seed)
+
+  def sampler(self, train: ArrayDataset) -> Callable[[int], np.ndarray] | None:
+    """``step -> (batch_size,) indices`` for batches that are not a shuffle; None: shuffle."""
+    del train
+    return None
+
+  def model_kwargs(self, num_classes: int) -> dict[str, Any]:
+    """Arguments of the model that follow from the data."""
+    return {'num_classes': num_classes}
+
+  # ---- steps (traced) -----------------------------------------------------
+
+  def augment(self, rng: jax.Array, batch: Batch) -> Batch:
+    """Random train-time transforms of the batch (image normalised float)."""
+    if self.config.augment.flip:
+      flip = jax.random.bernoulli(rng, 0.5, (batch['image'].shape[0],))
+      batch = {**batch, 'image': jnp.where(flip[:, None, None, None],
+                                           augment_lib.flip_lr(batch['image']), batch['image'])}
+    return batch
+
+  def loss(self, outputs: Any, batch: Batch, extras: dict, axis_name: str | None
+           ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    raise NotImplementedError
+
+  def eval_outputs(self, outputs: Any, batch: Batch) -> dict[str, dict[str, jax.Array]]:
+    raise NotImplementedError
+
+  # ---- evaluation (host) --------------------------------------------------
+
+  def eval_metrics(self, sums: dict[str, np.ndarray], rows: dict[str, np.ndarray]
+                   ) -> dict[str, Any]:
+    raise NotImplementedError
+
+  def summary(self, metrics: dict[str, Any]) -> str:
+    """One line for the log and the CLI's last line."""
+    return ', '.join(f'{k} {metrics[k]:.4f}' for k in _scalars(metrics)[:4])
+
+
+def _scalars(metrics: dict) -> list[str]:
+  return [k for k, v in metrics.items() if isinstance(v, (int, float)) and k != 'count']
+
+
+def gather_batch(x: jax.Array, axis_name: str | None) -> jax.Array:
+  """The whole global batch of ``x`` (B, ...) on every device under pmap; ``x`` otherwise.
+
+  Only this device's own rows carry a gradient, so with
+  :func:`scale_gradient_for_pmean` on the loss the step's ``pmean`` of
+  gradients sums every device's share: a loss over the whole batch (triplet
+  mining) then trains exactly as on one device. This spells the gradient out
+  instead of relying on the transpose convention of ``all_gather``.
+  """
+  if axis_name is None:
+    return x
+  full = lax.all_gather(lax.stop_gradient(x), axis_name, axis=0, tiled=True)
+  return lax.dynamic_update_slice_in_dim(full, x, lax.axis_index(axis_name) * x.shape[0], 0)
+
+
+def scale_gradient_for_pmean(loss: jax.Array, axis_name: str | None) -> jax.Array:
+  """``loss`` with its value kept and its gradient times the device count (pmap only)."""
+  if axis_name is None:
+    return loss
+  n = lax.psum(1, axis_name)
+  return n * loss - (n - 1) * lax.stop_gradient(loss)
+
+
+def global_mean(total: jax.Array, count: jax.Array, axis_name: str | None) -> jax.Array:
+  """``sum(total) / sum(count)`` over the global batch (e.g. a mean over valid pixels).
+
+  Under pmap each device returns its share ``n * total / sum(count)``, whose
+  ``pmean`` (the step averages losses and gradients over devices) is the
+  global mean; ``count`` must carry no gradient.
+  """
+  if axis_name is None:
+    return total / jnp.maximum(count, 1).astype(total.dtype)
+  n = lax.psum(1, axis_name)
+  return n * total / jnp.maximum(lax.psum(count, axis_name), 1).astype(total.dtype)

@@ -1,0 +1,131 @@
+"""One-stage (YOLO-style) object detection: mAP@0.5 after per-class NMS.
+
+Batch fields: ``image`` (B, H, W, C); ``boxes`` (B, K, 4) corners
+``(y0, x0, y1, x1)`` in [0, 1], padded to K; ``box_labels`` (B, K) int32,
+-1 for padding. The model (``yolo``) maps images to ``(B, S, S, A, 5 + C)``
+raw predictions. Targets are encoded inside the step, after the random flip
+has moved the boxes with the pixels (:func:`cnn_jax.ops.boxes.yolo_encode`);
+the loss is :func:`cnn_jax.ops.losses.yolo_loss`. Anchors are k-means
+(1 - IoU distance, YOLOv2) of the training boxes' sizes, fitted when the data
+loads, so they are the same on every resume.
+
+Evaluation decodes and filters every image on device
+(:func:`cnn_jax.ops.boxes.detect`) and computes VOC all-point AP per class on
+the host (:func:`cnn_jax.ops.boxes.average_precision`): ``mAP50`` and
+``ap50_<class>``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cnn_jax.data.dataset import ArrayDataset
+from cnn_jax.ops import boxes as box_ops
+from cnn_jax.ops import losses
+from cnn_jax.tasks.base import Task
+
+
+def anchor_sizes(boxes: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+  """``(k, 2)`` anchor ``(h, w)`` by k-means (1 - IoU distance) of the real boxes' sizes.
+
+  Args:
+    boxes: (N, K, 4) corners; labels: (N, K), -1 for padding rows.
+  """
+  hw = (boxes[..., 2:] - boxes[..., :2])[labels >= 0]
+  if len(hw) < k:
+    raise ValueError(f'{len(hw)} training boxes cannot give {k} anchors; lower '
+                     'model.kwargs.num_anchors or add data.')
+  rng = np.random.default_rng(seed)
+  centres = hw[rng.choice(len(hw), k, replace=False)]
+  for _ in range(30):
+    inter = np.minimum(hw[:, None, 0], centres[None, :, 0]) * np.minimum(hw[:, None, 1],
+                                                                        centres[None, :, 1])
+    iou = inter / (hw.prod(1)[:, None] + centres.prod(1)[None] - inter)
+    assign = iou.argmax(1)
+    centres = np.stack([hw[assign == j].mean(0) if np.any(assign == j) else centres[j]
+                        for j in range(k)])
+  return centres[np.argsort(centres.prod(1))].astype(np.float32)
+
+
+class Detection(Task):
+  name = 'detection'
+  headline = 'mAP50'
+  fields = ('image', 'boxes', 'box_labels')
+  progress = 'obj'
+
+  @staticmethod
+  def defaults() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.coord_weight = 5.0      # YOLO's lambda_coord
+    c.noobj_weight = 0.5      # YOLO's lambda_noobj
+    c.score_threshold = 0.05  # detections kept for AP
+    c.iou_threshold = 0.5     # NMS
+    c.max_detections = 20     # per image, after NMS
+    c.ap_iou = 0.5            # a detection matches a ground-truth box at this IoU
+    return c
+
+  def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
+    train, test = super().load_data()
+    keep = ('boxes', 'box_labels')
+    for ds in (train, test):
+      if not all(k in ds.extras for k in keep):
+        raise ValueError(f'task detection needs boxes and box_labels; data.name='
+                         f'{self.config.data.name!r} gives {sorted(ds.extras) or "none"}.')
+    train, test = (ArrayDataset(ds.images, ds.labels, ds.class_names,
+                                {k: ds.extras[k] for k in keep}) for ds in (train, test))
+    self.class_names = train.class_names
+    num_anchors = int(self.config.model.kwargs.get('num_anchors', 2))
+    self.anchors = jnp.asarray(anchor_sizes(train.extras['boxes'], train.extras['box_labels'],
+                                            num_anchors, self.config.seed))
+    return train, test
+
+  def augment(self, rng, batch):
+    if not self.config.augment.flip:
+      return batch
+    flip = jax.random.bernoulli(rng, 0.5, (batch['image'].shape[0],))
+    return {**batch,
+            'image': jnp.where(flip[:, None, None, None], batch['image'][:, :, ::-1],
+                               batch['image']),
+            'boxes': jnp.where(flip[:, None, None], box_ops.flip_boxes_lr(batch['boxes']),
+                               batch['boxes'])}
+
+  def loss(self, out, batch, extras, axis_name):
+    del extras, axis_name  # yolo_loss averages over images: the step's pmean is global
+    grid_h, grid_w = out.shape[1:3]
+    if grid_h != grid_w:
+      raise ValueError(f'the detector needs square images (grid {grid_h}x{grid_w}).')
+    encode = jax.vmap(lambda b, l: box_ops.yolo_encode(
+        b, l, grid=grid_h, anchors=self.anchors, num_classes=out.shape[-1] - 5))
+    target = encode(batch['boxes'], batch['box_labels'])
+    return losses.yolo_loss(out, target, coord_weight=self.t.coord_weight,
+                            noobj_weight=self.t.noobj_weight)
+
+  def eval_outputs(self, out, batch):
+    detect = jax.vmap(lambda o: box_ops.detect(
+        o, self.anchors, iou_threshold=self.t.iou_threshold,
+        score_threshold=self.t.score_threshold, max_outputs=self.t.max_detections))
+    boxes, scores, classes, valid = detect(out)
+    return {'rows': {'boxes': boxes, 'scores': scores, 'classes': classes, 'valid': valid,
+                     'gt_boxes': batch['boxes'], 'gt_labels': batch['box_labels']}}
+
+  def eval_metrics(self, sums, rows):
+    del sums
+    dets = [(b[v], s[v], c[v]) for b, s, c, v in
+            zip(rows['boxes'], rows['scores'], rows['classes'], rows['valid'])]
+    gts = list(zip(rows['gt_boxes'], rows['gt_labels']))
+    num_classes = len(self.class_names)
+    m_ap, ap = box_ops.average_precision(dets, gts, num_classes,
+                                         iou_threshold=float(self.t.ap_iou))
+    out = {'mAP50': float(m_ap)}
+    out.update({f'ap50_{n}': float(ap[c]) for c, n in enumerate(self.class_names)})
+    out['count'] = len(gts)
+    out['objects'] = int((rows['gt_labels'] >= 0).sum())
+    return out
+
+  def summary(self, m):
+    per_class = ', '.join(f'{k[5:]} {v:.3f}' for k, v in m.items() if k.startswith('ap50_'))
+    return (f"mAP@0.5 {m['mAP50']:.4f} ({per_class}) on {int(m['count'])} images, "
+            f"{int(m['objects'])} objects")

@@ -1,0 +1,53 @@
+"""Tiny versions of the task configs, shared by the task tests (seconds, not minutes)."""
+
+from cnn_jax.train.config import load_config
+
+
+def tiny(name: str, **top):
+  """``configs/<name>.py`` shrunk to a few seconds of CPU; ``top`` overrides top-level keys."""
+  if name == 'detect':
+    c = load_config('detect', 'steps=24')
+    c.data.num_train, c.data.num_eval, c.data.image_size = 128, 24, 32
+    c.model.kwargs.widths, c.model.kwargs.head_width = (8, 16), 16
+    c.batch_size, c.eval_batch_size = 16, 16
+  elif name == 'segment':
+    c = load_config('segment', 'steps=8,variant=8s')
+    c.data.num_train, c.data.num_eval, c.data.image_size = 48, 16, 32
+    c.model.kwargs.backbone_kwargs.width = 4
+    c.batch_size, c.eval_batch_size = 8, 8
+  elif name == 'face_verify':
+    c = load_config('face_verify', 'steps=24')
+    c.task.train_identities, c.task.val_identities, c.task.test_identities = 8, 4, 4
+    c.task.per_identity, c.task.siamese_steps = 8, 50
+    c.task.identities_per_batch, c.task.images_per_identity = 4, 4
+    c.data.image_size = 16
+    c.model.kwargs.dim = 16
+    c.model.kwargs.backbone_kwargs.widths = (4, 8, 16)
+    c.batch_size, c.eval_batch_size = 16, 32
+  elif name == 'composed_cifar':
+    c = load_config('composed_cifar', 'steps=24,depth=8')
+    c.data.num_train, c.data.num_eval, c.data.image_size = 256, 64, 16
+    c.data.num_classes = 4
+    c.model.kwargs.widths = (4, 8, 16)
+    c.batch_size, c.eval_batch_size = 16, 32
+  else:
+    raise ValueError(name)
+  c.log_every, c.eval_every, c.checkpoint_every = 4, 12, 12
+  c.update(top)
+  return c
+
+
+def cli_overrides(name: str) -> list[str]:
+  """The same shrinking as command-line flags (for subprocess runs of cnn_jax.main)."""
+  base, small, flags = load_config(name), tiny(name), []
+
+  def walk(a, b, prefix):
+    for k in b.keys():
+      if hasattr(b[k], 'keys'):
+        walk(a[k], b[k], f'{prefix}{k}.')
+      elif a[k] != b[k]:
+        value = tuple(b[k]) if isinstance(b[k], list) else b[k]
+        flags.append(f'--config.{prefix}{k}={value!r}'.replace(' ', ''))
+
+  walk(base, small, '')
+  return flags

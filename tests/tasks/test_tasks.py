@@ -1,0 +1,214 @@
+"""Every task through the one loop: short runs, best-by-headline, reports, data parallel."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from cnn_jax.ops import boxes as box_ops
+from cnn_jax.tasks import detection, metric_learning, segmentation
+from cnn_jax.train import loop
+from cnn_jax.train.logging import read_metrics
+from cnn_jax.train.restore import load_run
+from tests.tasks.configs import tiny
+
+TASK_CONFIGS = ('detect', 'segment', 'face_verify')
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """One short training run of each task config, shared by the tests below."""
+  out = {}
+  for name in TASK_CONFIGS:
+    workdir = tmp_path_factory.mktemp(name)
+    out[name] = (workdir, loop.train_and_evaluate(tiny(name, num_devices=1), workdir,
+                                                  quiet=True))
+  return out
+
+
+@pytest.mark.parametrize('name', TASK_CONFIGS)
+def test_best_checkpoint_is_the_best_headline_step(runs, name):
+  workdir, result = runs[name]
+  rows = read_metrics(workdir / 'metrics.jsonl')
+  evals = rows['eval']
+  headline = result['headline']
+  assert [r['step'] for r in evals] == [12, 24] if name != 'segment' else [8]
+  best = max(r[headline] for r in evals)  # ties: any step with the best value
+  assert {r['step']: r[headline] for r in evals}[result['best_step']] == best
+  train = rows['train']
+  assert np.isfinite([r['loss'] for r in train]).all() and train[-1]['loss'] < train[0]['loss']
+
+
+def test_detection_report(runs, tmp_path):
+  from experiments import detect
+  workdir, result = runs['detect']
+  r = detect.report(workdir, 'best', pictures=3)
+  # The report re-evaluates the checkpoint the loop picked: the same mAP.
+  evals = {e['step']: e['mAP50'] for e in read_metrics(workdir / 'metrics.jsonl')['eval']}
+  assert r['mAP50'] == pytest.approx(evals[result['best_step']], abs=1e-9)
+  assert set(r['ap50']) == {'disc', 'square', 'triangle', 'ring'}
+  assert (workdir / 'detections.png').stat().st_size > 3000
+  assert 'mAP@0.5' in (workdir / 'results.md').read_text()
+
+
+def test_segmentation_report(runs):
+  from experiments import segment
+  workdir, result = runs['segment']
+  s = segment.report(workdir, 'latest', pictures=2)
+  r = s['variants']['8s']
+  assert r['mean_iou'] == pytest.approx(result['eval']['mean_iou'], abs=1e-6)
+  assert len(r['iou']) == 5 and 0 <= r['pixel_accuracy'] <= 1
+  assert (workdir / 'overlays.png').stat().st_size > 1000
+
+
+def test_metric_learning_run_and_report(runs):
+  from experiments import face_verify
+  workdir, result = runs['face_verify']
+  m = result['eval']
+  assert m['auc'] > 0.6 and m['one_shot_accuracy'] > m['one_shot_chance']  # well above chance
+  assert m['unit_norm_error'] < 1e-5
+  r = face_verify.report(workdir, 'latest')
+  assert r['verification']['auc'] == pytest.approx(m['auc'])
+  for name in ('results.md', 'roc.png', 'embedding.npz'):
+    assert (workdir / name).stat().st_size > 100
+  assert 'one-shot' in (workdir / 'results.md').read_text()
+
+
+# ---------------------------------------------------------------------------- data parallel
+
+def _losses(config, workdir):
+  loop.train_and_evaluate(config, workdir, quiet=True)
+  return np.array([r['loss'] for r in read_metrics(workdir / 'metrics.jsonl')['train']])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', TASK_CONFIGS)
+def test_eight_devices_jit_and_pmap_match_one(name, tmp_path):
+  """The loss of the first steps on 8 simulated devices equals one device's (1e-5)."""
+  short = dict(num_steps=3, log_every=1, eval_every=0, checkpoint_every=100)
+  one = _losses(tiny(name, num_devices=1, **short), tmp_path / 'one')
+  for mode in ('jit', 'pmap'):
+    many = _losses(tiny(name, num_devices=8, parallel=mode, **short), tmp_path / mode)
+    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-5, err_msg=mode)
+
+
+# ---------------------------------------------------------------------------- task pieces
+
+def test_anchor_kmeans_and_box_flip():
+  boxes = np.array([[[0, 0, .1, .1], [0, 0, .5, .4]], [[0, 0, .12, .1], [0, 0, 0, 0]]])
+  labels = np.array([[0, 1], [2, -1]])
+  anchors = detection.anchor_sizes(boxes, labels, 2)
+  np.testing.assert_allclose(anchors, [[0.11, 0.1], [0.5, 0.4]], atol=1e-6)
+  flipped = np.asarray(box_ops.flip_boxes_lr(np.array([[0.1, 0.2, 0.3, 0.5]])))
+  np.testing.assert_allclose(flipped, [[0.1, 0.5, 0.3, 0.8]], atol=1e-6)
+  with pytest.raises(ValueError, match='cannot give 4 anchors'):
+    detection.anchor_sizes(boxes, labels, 4)
+
+
+def test_detection_flip_moves_boxes_with_pixels():
+  task = detection.Detection(tiny('detect'))
+  img = np.zeros((1, 16, 16, 3), np.float32)
+  img[0, 2:6, 1:4] = 1.0  # rows 2-5, columns 1-3
+  box = np.array([[[2 / 16, 1 / 16, 6 / 16, 4 / 16]]], np.float32)
+  for seed in range(6):  # some draws flip, some do not
+    out = task.augment(jax.random.key(seed), {'image': img, 'boxes': box,
+                                              'box_labels': np.zeros((1, 1), np.int32)})
+    ys, xs = np.nonzero(np.asarray(out['image'])[0, ..., 0])
+    y0, x0, y1, x1 = np.asarray(out['boxes'])[0, 0] * 16
+    assert (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) == pytest.approx((y0, x0, y1, x1))
+
+
+def test_edge_band_and_hand_miou():
+  masks = np.zeros((1, 6, 6), np.int32)
+  masks[0, 2:4, 2:4] = 1
+  band = segmentation.edge_band(masks, 1)
+  assert band[0].sum() == 4 + 8 and band[0, 1, 1] == 0  # the object and its 4-neighbours
+  c = tiny('segment')
+  c.task.edge_radius = 1
+  task = segmentation.Segmentation(c)
+  task.label_names = ('background', 'thing')
+  pred = masks.copy()
+  pred[0, 2, 2] = 0  # one object pixel missed
+  logits = jax.nn.one_hot(pred, 2)
+  batch = {'segmentation': masks, 'edge': band, 'mask': np.ones(1, bool)}
+  r = task.eval_metrics(jax.device_get(task.eval_outputs(logits, batch))['sums'], {})
+  # class 1: IoU 3/4; background: 32/33.
+  assert [r['iou_background'], r['iou_thing']] == pytest.approx([32 / 33, 3 / 4])
+  assert r['mean_iou'] == pytest.approx((32 / 33 + 0.75) / 2)
+  assert r['edge_accuracy'] == pytest.approx(11 / 12)
+  ignored = {**batch, 'segmentation': np.where(band, 255, masks)}
+  r2 = task.eval_metrics(jax.device_get(task.eval_outputs(logits, ignored))['sums'], {})
+  assert r2['pixel_accuracy'] == 1.0  # the only error sits in the ignored band
+  padded = {**batch, 'mask': np.zeros(1, bool)}  # a padding row counts nothing
+  assert int(task.eval_outputs(logits, padded)['sums']['confusion'].sum()) == 0
+
+
+def test_pk_batch_balanced_pairs_one_shot():
+  labels = np.repeat(np.arange(6), [5, 5, 5, 5, 2, 5])
+  idx = metric_learning.pk_batch(labels, 3, 4, np.random.default_rng(0))
+  picked = labels[idx].reshape(3, 4)
+  assert (picked == picked[:, :1]).all() and len(set(picked[:, 0])) == 3
+  i, j, same = metric_learning.balanced_pairs(labels, np.random.default_rng(0))
+  assert same.sum() == (~same).sum() == 4 * 10 + 1 + 10  # every positive pair, as many negatives
+  assert np.array_equal(labels[i] == labels[j], same) and (i < j).all()
+  i, j, same = metric_learning.balanced_pairs(labels, np.random.default_rng(0), max_pairs=10)
+  assert len(same) == 10 and same.sum() == 5
+  emb = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.2, 0.8], [0.8, 0.2]], np.float32)
+  out = metric_learning.one_shot(emb, np.array([0, 1, 0, 1, 1]))
+  assert out == {'accuracy': pytest.approx(2 / 3), 'identities': 2, 'probes': 3, 'chance': 0.5}
+
+
+def test_metric_learning_sampler_is_pure_in_the_step():
+  task = metric_learning.MetricLearning(tiny('face_verify'))
+  train, ev = task.load_data()
+  sample = task.sampler(train)
+  assert np.array_equal(sample(5), sample(5)) and not np.array_equal(sample(5), sample(6))
+  assert len(sample(0)) == 16 and len(np.unique(train.labels[sample(0)])) == 4
+  assert set(np.unique(ev.extras['group'])) == {0, 1}
+  # Unseen identities: no eval image shares a label with training.
+  assert ev.num_classes == 8 and train.num_classes == 8
+
+
+def test_identity_folder_is_split_by_person(tmp_path):
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for p in range(8):
+    folder = tmp_path / 'people' / f'person{p}'
+    folder.mkdir(parents=True)
+    for k in range(3):
+      Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(
+          folder / f'{k}.png')
+  c = tiny('face_verify')
+  c.data.name, c.data.root, c.data.train_split = 'image_folder', str(tmp_path), 'people'
+  c.task.val_identities = c.task.test_identities = 2
+  c.task.identities_per_batch = 2
+  c.batch_size = 8
+  c.task.images_per_identity = 4
+  parts = metric_learning.MetricLearning(c)._identities()
+  names = {s: set(ds.class_names) for s, ds in parts.items()}
+  assert [len(names[s]) for s in ('train', 'val', 'test')] == [4, 2, 2]
+  assert not (names['train'] & names['val']) and not (names['val'] & names['test'])
+  assert parts['test'].images.shape == (6, 16, 16, 3)
+  c.task.val_identities = c.task.test_identities = 5
+  with pytest.raises(ValueError, match='has 8 identities; need at least 12'):
+    metric_learning.MetricLearning(c)._identities()
+
+
+def test_batch_size_must_be_p_times_k():
+  with pytest.raises(ValueError, match=r'must be task.identities_per_batch x'):
+    metric_learning.MetricLearning(tiny('face_verify', batch_size=12))
+
+
+def test_task_rejects_augmentation_it_cannot_apply():
+  c = tiny('detect')
+  c.augment.crop_padding = 4
+  with pytest.raises(ValueError, match="task 'detection' cannot apply augment.crop_padding"):
+    detection.Detection(c)
+
+
+def test_loaded_run_config_round_trips(runs):
+  workdir, _ = runs['detect']
+  run = load_run(workdir)
+  assert run.config.task.name == 'detection' and run.num_params > 0
+  assert json.loads((workdir / 'config.json').read_text())['model']['name'] == 'yolo'
