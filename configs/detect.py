@@ -20,7 +20,7 @@ from cnn_jax.train.config import default_config, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = parse_arg(arg, {'steps': 1500})
+  a = parse_arg(arg, {'steps': 2000})
   c = default_config('detection')
   c.model.name = 'yolo'
   c.model.kwargs = ml_collections.ConfigDict({

@@ -42,7 +42,7 @@ import sys
 from cnn_jax.train.config import load_config
 from cnn_jax.train.logging import read_metrics
 from cnn_jax.train.xla_cache import enable_compilation_cache
-from experiments.sweep import run_or_skip
+from experiments.sweep import mean_std, run_or_skip
 
 NETS = ('plain', 'residual')
 # He et al. 2016, Table 6: test error (%) of ResNet-n on CIFAR-10 (best of 5 runs).
@@ -149,13 +149,6 @@ def _train_seconds(train_rows: list[dict], batch_size: int) -> float:
   return total if train_rows else math.nan
 
 
-def _mean_std(values):
-  values = [v for v in values if v is not None and not math.isnan(v)]
-  if not values:
-    return math.nan, math.nan
-  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def summarize(root: pathlib.Path) -> list[dict]:
   """One row per (net, depth) with mean and std over the seeds found."""
   runs: dict[tuple[str, int], list[dict]] = {}
@@ -169,16 +162,16 @@ def summarize(root: pathlib.Path) -> list[dict]:
           runs.setdefault((net, depth), []).append(run)
   rows = []
   for (net, depth), rs in sorted(runs.items(), key=lambda kv: (NETS.index(kv[0][0]), kv[0][1])):
-    final_m, final_s = _mean_std([100 * r['final_test_error'] for r in rs])
-    best_m, best_s = _mean_std([100 * r['best_test_error'] for r in rs])
+    final_m, final_s = mean_std([100 * r['final_test_error'] for r in rs])
+    best_m, best_s = mean_std([100 * r['best_test_error'] for r in rs])
     rows.append({
         'net': net, 'depth': depth, 'seeds': len(rs),
         'finished': sum(r['finished'] for r in rs), 'steps': max(r['steps'] for r in rs),
         'final_test_error_mean': final_m, 'final_test_error_std': final_s,
         'best_test_error_mean': best_m, 'best_test_error_std': best_s,
         'params': next((r['params'] for r in rs if r['params']), None),
-        'train_time_s_mean': _mean_std([r['train_time_s'] for r in rs])[0],
-        'img_per_sec_mean': _mean_std([r['img_per_sec'] for r in rs])[0],
+        'train_time_s_mean': mean_std([r['train_time_s'] for r in rs])[0],
+        'img_per_sec_mean': mean_std([r['img_per_sec'] for r in rs])[0],
         'paper_test_error': PAPER_RESNET_ERROR.get(depth) if net == 'residual' else None,
     })
   return rows, runs

@@ -29,7 +29,6 @@ import functools
 import json
 import math
 import pathlib
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +47,7 @@ from cnn_jax.tasks.classification import Classification
 from cnn_jax.train.config import default_config
 from cnn_jax.train.step import make_update
 from cnn_jax.train.xla_cache import enable_compilation_cache
+from experiments.sweep import mean_std
 
 LOOPS = ('auto', 'scan', 'step')
 
@@ -353,8 +353,6 @@ def run(cfg: Any, workdir: str | pathlib.Path, *, log=print) -> dict:
     log(f'seed {seed}: test accuracy {100 * acc:.2f}% ({100 * acc_plain:.2f}% without TTA) '
         f'in {train_s:.2f} s of training, {whiten_s + train_s + eval_s:.2f} s in all '
         f'({progs.total_steps} steps; compile {compile_s:.1f} s)')
-  mean_std = lambda key: (statistics.mean(r[key] for r in runs),
-                          statistics.stdev(r[key] for r in runs) if len(runs) > 1 else 0.0)
   summary = {
       'device': jax.devices()[0].device_kind, 'jax': jax.__version__, 'loop': loop,
       'epochs': cfg.epochs, 'steps': progs.total_steps, 'batch_size': cfg.batch_size,
@@ -364,7 +362,7 @@ def run(cfg: Any, workdir: str | pathlib.Path, *, log=print) -> dict:
       'runs': runs,
   }
   for key in ('accuracy', 'accuracy_no_tta', 'train_s', 'total_s', 'compile_s'):
-    summary[f'{key}_mean'], summary[f'{key}_std'] = mean_std(key)
+    summary[f'{key}_mean'], summary[f'{key}_std'] = mean_std(r[key] for r in runs)
   (workdir / 'results.json').write_text(json.dumps(summary, indent=2) + '\n')
   return summary
 

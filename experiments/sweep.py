@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import pathlib
+import statistics
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from cnn_jax.train.loop import train_and_evaluate
@@ -31,3 +34,11 @@ def run_or_skip(config: Any, workdir: pathlib.Path, meta: dict, *, quiet: bool =
   done.write_text(json.dumps(row, indent=2) + '\n')
   print(f"{workdir.name}: eval accuracy {100 * row['eval_accuracy']:.2f}%", flush=True)
   return row
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float, float]:
+  """Mean and sample standard deviation over seeds (0 for one seed; NaN/None skipped)."""
+  values = [v for v in values if v is not None and not math.isnan(v)]
+  if not values:
+    return math.nan, math.nan
+  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import sys
 
 import jax
@@ -36,7 +35,7 @@ from cnn_jax.train import transfer
 from cnn_jax.train.config import load_config
 from cnn_jax.train.loop import build_model
 from cnn_jax.train.xla_cache import enable_compilation_cache
-from experiments.sweep import run_or_skip
+from experiments.sweep import mean_std, run_or_skip
 
 MODES = ('scratch', 'features', 'partial', 'finetune')
 DESCRIPTIONS = {
@@ -102,13 +101,12 @@ def report(out: pathlib.Path) -> list[dict]:
     runs = [r for r in results.values() if r.get('mode') == mode]
     if not runs:
       continue
-    accs = [100 * r['eval_accuracy'] for r in runs]
+    acc_mean, acc_std = mean_std(100 * r['eval_accuracy'] for r in runs)
     rows.append({'mode': mode, 'description': DESCRIPTIONS[mode], 'seeds': len(runs),
-                 'accuracy_mean': statistics.mean(accs),
-                 'accuracy_std': statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                 'accuracy_mean': acc_mean, 'accuracy_std': acc_std,
                  'trainable_params': runs[0]['trainable_params'], 'params': runs[0]['params'],
                  'steps': runs[0]['steps'],
-                 'wall_s_mean': statistics.mean(r['wall_s'] for r in runs)})
+                 'wall_s_mean': mean_std(r['wall_s'] for r in runs)[0]})
   pre = results.get('pretrain')
   args = json.loads((out / 'args.json').read_text()) if (out / 'args.json').exists() else {}
   shots = f", {args['shots']} labelled images per class" if 'shots' in args else ''

@@ -212,7 +212,7 @@ def augment_batch(key: jax.Array, images: jax.Array, *, crop_padding: int = 0,
   ``crop_mode`` is the crop's border fill (see :func:`random_crop`).
 
   Args:
-    key: one PRNG key, split into N per-example keys.
+    key: one PRNG key, split into N per-example keys, or those (N,) keys.
     images: (N, H, W, C) floating images (e.g. from :func:`normalize`).
 
   Returns:
@@ -236,5 +236,6 @@ def augment_batch(key: jax.Array, images: jax.Array, *, crop_padding: int = 0,
       x = random_flip(k_flip, x)
     return x
 
-  keys = jax.random.split(key, images.shape[0])
+  n = images.shape[0]
+  keys = key if key.shape == (n,) else jax.random.split(key, n)
   return jax.vmap(one)(keys, images)

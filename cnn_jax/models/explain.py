@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models.introspect import ReceptiveField, activations
+from cnn_jax.models.introspect import ReceptiveField, activations, predict_batches
 
 
 def tile(images: np.ndarray, cols: int | None = None, pad: int = 1,
@@ -96,8 +96,7 @@ def occlusion(apply_fn: Callable[[jax.Array], jax.Array], x: jax.Array, label: i
   for k, (y0, x0) in enumerate((y, xx) for y in ys for xx in xs):
     variants[k, y0:y0 + patch, x0:x0 + patch] = fill
   fn = jax.jit(lambda v: jax.nn.softmax(apply_fn(v), axis=-1)[:, label])
-  probs = np.concatenate([np.asarray(fn(variants[s:s + batch]))
-                          for s in range(0, len(variants), batch)])
+  probs = predict_batches(fn, variants, batch)
   return probs.reshape(len(ys), len(xs))
 
 
@@ -119,8 +118,7 @@ def top_patches(model: Any, variables: Any, inputs: np.ndarray, images: np.ndarr
     ``[[crop, ...] for each unit]``, crops ``(h, w, 3)`` by decreasing activation.
   """
   fn = jax.jit(lambda x: activations(model, variables, x, [layer])[layer])
-  acts = np.concatenate([np.asarray(fn(jnp.asarray(inputs[s:s + batch])))
-                         for s in range(0, len(inputs), batch)])
+  acts = predict_batches(fn, inputs, batch)
   if acts.ndim != 4:
     raise ValueError(f'layer {layer!r} has output shape {acts.shape[1:]}, not a spatial map.')
   n, oh, ow, c = acts.shape

@@ -36,6 +36,13 @@ from cnn_jax.pytree import leaf_paths
 _LEAF_TYPES = (Conv, Dense, BatchNorm, Block)
 
 
+def predict_batches(fn: Callable[[jax.Array], jax.Array], x: np.ndarray,
+                    batch_size: int = 256) -> np.ndarray:
+  """``fn`` (jit it) over ``x`` (N, ...) in batches of ``batch_size``, as one numpy array."""
+  return np.concatenate([np.asarray(fn(jnp.asarray(x[s:s + batch_size])))
+                         for s in range(0, len(x), batch_size)])
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerRow:
   name: str            # module path, e.g. 'stage1_0'

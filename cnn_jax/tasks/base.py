@@ -11,7 +11,8 @@ What a task says::
   load_data() -> (train, eval) ArrayDatasets; extras are batch fields
   sampler(train)               optional step -> indices (P x K identity batches)
   model_kwargs(num_classes)    what the model needs to know of the data
-  augment(rng, batch)          on device, moves annotations with the pixels
+  augment(keys, batch)         on device, one key per example; moves annotations too
+  flip_fields()                what a flip mirrors: {'image': mirror, 'boxes': ...}
   loss(outputs, batch, extras, axis_name) -> (loss, metrics)
   eval_outputs(outputs, batch) -> {'sums': {...}, 'rows': {...}}  on device
   eval_metrics(sums, rows) -> {'mAP50': ...}                        on host
@@ -36,7 +37,6 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from cnn_jax.data import augment as augment_lib
 from cnn_jax.data.build import load_split
 from cnn_jax.data.dataset import ArrayDataset, holdout_split
 
@@ -100,13 +100,21 @@ class Task:
 
   # ---- steps (traced) -----------------------------------------------------
 
-  def augment(self, rng: jax.Array, batch: Batch) -> Batch:
-    """Random train-time transforms of the batch (image normalised float)."""
-    if self.config.augment.flip:
-      flip = jax.random.bernoulli(rng, 0.5, (batch['image'].shape[0],))
-      batch = {**batch, 'image': jnp.where(flip[:, None, None, None],
-                                           augment_lib.flip_lr(batch['image']), batch['image'])}
-    return batch
+  def augment(self, keys: jax.Array, batch: Batch) -> Batch:
+    """Random train-time transforms of the batch (image normalised float).
+
+    ``keys``: (B,) PRNG keys, one per example (so a draw never depends on how
+    the batch is split over devices). By default a horizontal flip
+    (``augment.flip``) of every field in :meth:`flip_fields`, one draw per
+    example for all of them.
+    """
+    if not self.config.augment.flip:
+      return batch
+    return random_flip(keys, batch, self.flip_fields())
+
+  def flip_fields(self) -> dict[str, Callable[[jax.Array], jax.Array]]:
+    """Field -> its left-right mirror (batched); annotations move with the pixels."""
+    return {'image': mirror}
 
   def loss(self, outputs: Any, batch: Batch, extras: dict, axis_name: str | None
            ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -124,6 +132,22 @@ class Task:
   def summary(self, metrics: dict[str, Any]) -> str:
     """One line for the log and the CLI's last line."""
     return ', '.join(f'{k} {metrics[k]:.4f}' for k in _scalars(metrics)[:4])
+
+
+def mirror(x: jax.Array) -> jax.Array:
+  """Left-right mirror of (B, H, W, ...) images or label maps."""
+  return x[:, :, ::-1]
+
+
+def random_flip(keys: jax.Array, batch: Batch,
+                flips: dict[str, Callable[[jax.Array], jax.Array]]) -> Batch:
+  """Mirrors each example (keys: (B,)) with probability 1/2: each field in ``flips`` by its fn."""
+  flip = jax.vmap(lambda k: jax.random.bernoulli(k, 0.5))(keys)
+  out = dict(batch)
+  for key, fn in flips.items():
+    x = batch[key]
+    out[key] = jnp.where(flip.reshape((-1,) + (1,) * (x.ndim - 1)), fn(x), x)
+  return out
 
 
 def _scalars(metrics: dict) -> list[str]:

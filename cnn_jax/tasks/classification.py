@@ -32,11 +32,11 @@ class Classification(Task):
     c.top_k = 5               # top-k accuracy in evaluation (min(k, classes))
     return c
 
-  def augment(self, rng: jax.Array, batch: Batch) -> Batch:
+  def augment(self, keys: jax.Array, batch: Batch) -> Batch:
     kw = {k: v for k, v in self.config.augment.items() if v}
     if not kw:
       return batch
-    return {**batch, 'image': augment_lib.augment_batch(rng, batch['image'], **kw)}
+    return {**batch, 'image': augment_lib.augment_batch(keys, batch['image'], **kw)}
 
   def _ce(self, logits, labels, reduction='mean'):
     return losses.softmax_cross_entropy(

@@ -25,7 +25,7 @@ import numpy as np
 from cnn_jax.data.dataset import ArrayDataset
 from cnn_jax.ops import boxes as box_ops
 from cnn_jax.ops import losses
-from cnn_jax.tasks.base import Task
+from cnn_jax.tasks.base import Task, mirror
 
 
 def anchor_sizes(boxes: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -82,15 +82,8 @@ class Detection(Task):
                                             num_anchors, self.config.seed))
     return train, test
 
-  def augment(self, rng, batch):
-    if not self.config.augment.flip:
-      return batch
-    flip = jax.random.bernoulli(rng, 0.5, (batch['image'].shape[0],))
-    return {**batch,
-            'image': jnp.where(flip[:, None, None, None], batch['image'][:, :, ::-1],
-                               batch['image']),
-            'boxes': jnp.where(flip[:, None, None], box_ops.flip_boxes_lr(batch['boxes']),
-                               batch['boxes'])}
+  def flip_fields(self):
+    return {'image': mirror, 'boxes': box_ops.flip_boxes_lr}
 
   def loss(self, out, batch, extras, axis_name):
     del extras, axis_name  # yolo_loss averages over images: the step's pmean is global

@@ -206,13 +206,6 @@ class MetricLearning(Task):
 
   # ---- steps --------------------------------------------------------------
 
-  def augment(self, rng, batch):
-    if not self.config.augment.flip:
-      return batch
-    flip = jax.random.bernoulli(rng, 0.5, (batch['image'].shape[0],))
-    return {**batch, 'image': jnp.where(flip[:, None, None, None], batch['image'][:, :, ::-1],
-                                        batch['image'])}
-
   def loss(self, emb, batch, extras, axis_name):
     del extras
     emb = gather_batch(emb, axis_name)  # mining needs every identity of the global batch

@@ -14,14 +14,13 @@ metrics are exact over the whole split.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from cnn_jax.data.dataset import ArrayDataset
 from cnn_jax.ops import losses, metrics as metrics_lib
-from cnn_jax.tasks.base import Task, global_mean
+from cnn_jax.tasks.base import Task, global_mean, mirror
 
 
 def edge_band(masks: np.ndarray, radius: int) -> np.ndarray:
@@ -80,15 +79,8 @@ class Segmentation(Task):
   def model_kwargs(self, num_classes: int) -> dict:
     return {'num_classes': num_classes + 1}  # + background
 
-  def augment(self, rng, batch):
-    if not self.config.augment.flip:
-      return batch
-    flip = jax.random.bernoulli(rng, 0.5, (batch['image'].shape[0],))
-    return {**batch,
-            'image': jnp.where(flip[:, None, None, None], batch['image'][:, :, ::-1],
-                               batch['image']),
-            'segmentation': jnp.where(flip[:, None, None], batch['segmentation'][:, :, ::-1],
-                                      batch['segmentation'])}
+  def flip_fields(self):
+    return {'image': mirror, 'segmentation': mirror}
 
   def loss(self, logits, batch, extras, axis_name):
     del extras

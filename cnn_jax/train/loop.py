@@ -32,6 +32,7 @@ from cnn_jax import models, tasks
 from cnn_jax.data import pipeline
 from cnn_jax.data.build import open_stream_source
 from cnn_jax.dtypes import compute_dtype
+from cnn_jax.ops.compose import count_params
 from cnn_jax.tasks.base import Task
 from cnn_jax.train import config as config_lib
 from cnn_jax.train import optim, transfer
@@ -316,7 +317,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                           enabled=is_main)
     if resume_note:
       writer.message(f'warning: {resume_note}')
-    n_params = sum(x.size for x in jax.tree.leaves(dp.get_state(state).params))
+    n_params = count_params(dp.get_state(state).params)
     writer.message(f'{config.model.name} ({task.name}): {n_params:,} params; '
                    f'{data.num_train} train / {data.num_eval} eval examples; {num_steps} steps '
                    f'of {config.batch_size} on {dp.num_devices} device(s) ({config.parallel})' +

@@ -23,6 +23,7 @@ import numpy as np
 from cnn_jax import tasks
 from cnn_jax.data import augment, pipeline
 from cnn_jax.data.dataset import ArrayDataset
+from cnn_jax.models.introspect import predict_batches
 from cnn_jax.ops.compose import count_params
 from cnn_jax.tasks.base import Task
 from cnn_jax.train import transfer
@@ -62,8 +63,7 @@ class Run:
     c = self.config
     fn = jax.jit(lambda v, x: self.model.apply(
         v, augment.normalize(x, tuple(c.data.mean), tuple(c.data.std)), train=False))
-    return np.concatenate([np.asarray(fn(self.variables, images[s:s + batch_size]))
-                           for s in range(0, len(images), batch_size)])
+    return predict_batches(lambda x: fn(self.variables, x), images, batch_size)
 
 
 def load_run(workdir: str | pathlib.Path, which: str = 'best') -> Run:

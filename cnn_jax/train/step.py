@@ -39,6 +39,19 @@ def preprocess(batch: dict, mean: Sequence[float], std: Sequence[float]) -> dict
   return {**batch, 'image': augment_lib.normalize(batch['image'], mean, std)}
 
 
+def example_keys(key: jax.Array, n: int, axis_name: str | None = None) -> jax.Array:
+  """(n,) keys, one per example of this device's rows of the global batch.
+
+  Under pmap each device takes its slice of the keys of the whole global batch,
+  so an example's augmentation never depends on how the batch is split over
+  devices (8 devices draw exactly what one device draws).
+  """
+  if axis_name is None:
+    return jax.random.split(key, n)
+  every = jax.random.split(key, n * lax.axis_size(axis_name))
+  return lax.dynamic_slice_in_dim(every, lax.axis_index(axis_name) * n, n)
+
+
 def make_update(model, task: Task, tx: optax.GradientTransformation, *,
                 axis_name: str | None = None, is_frozen: transfer.Predicate | None = None
                 ) -> Callable[..., tuple[Any, Any, Any, dict, Any]]:
@@ -106,10 +119,11 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation,
   update = make_update(model, task, tx, axis_name=axis_name, is_frozen=is_frozen)
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
-    if axis_name:  # every device gets the same key: make each one's examples differ
-      rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
     aug_rng, drop_rng = jax.random.split(rng)
-    batch = task.augment(aug_rng, preprocess(batch, mean, std))
+    keys = example_keys(aug_rng, batch['image'].shape[0], axis_name)
+    if axis_name:  # every device gets the same key: make each one's dropout differ
+      drop_rng = jax.random.fold_in(drop_rng, lax.axis_index(axis_name))
+    batch = task.augment(keys, preprocess(batch, mean, std))
     params, batch_stats, opt_state, metrics, grads = update(
         state.params, state.batch_stats, state.opt_state, batch, drop_rng)
     metrics = {**metrics, 'grad_norm': optax.tree.norm(grads)}

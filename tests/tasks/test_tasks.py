@@ -111,12 +111,16 @@ def test_detection_flip_moves_boxes_with_pixels():
   img = np.zeros((1, 16, 16, 3), np.float32)
   img[0, 2:6, 1:4] = 1.0  # rows 2-5, columns 1-3
   box = np.array([[[2 / 16, 1 / 16, 6 / 16, 4 / 16]]], np.float32)
+  flipped = set()
   for seed in range(6):  # some draws flip, some do not
-    out = task.augment(jax.random.key(seed), {'image': img, 'boxes': box,
-                                              'box_labels': np.zeros((1, 1), np.int32)})
+    keys = jax.random.split(jax.random.key(seed), 1)
+    out = task.augment(keys, {'image': img, 'boxes': box,
+                              'box_labels': np.zeros((1, 1), np.int32)})
     ys, xs = np.nonzero(np.asarray(out['image'])[0, ..., 0])
     y0, x0, y1, x1 = np.asarray(out['boxes'])[0, 0] * 16
     assert (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) == pytest.approx((y0, x0, y1, x1))
+    flipped.add(bool(xs.min() != 1))
+  assert flipped == {True, False}
 
 
 def test_edge_band_and_hand_miou():
