@@ -11,7 +11,11 @@ held-out scenes after per-class NMS; ``checkpoints`` keeps the best-mAP step.
 
 Arg: none, or ``steps=N``.
 
-Result: see RESULT below (filled from the measured run).
+Result (2026-12-02, 2-core x86-64 CPU dev machine, jax 0.10.2, the command above,
+defaults, CPU shared with another job): mAP@0.5 0.985 (AP disc 0.989, square 0.981,
+triangle 0.977, ring 0.995) on 500 test scenes with 1,008 objects after 2000 steps
+(575 s wall, compile 5.7 s); best checkpoint = step 2000. At 1500 steps (the old
+default) the same recipe reached 0.975.
 """
 
 import ml_collections

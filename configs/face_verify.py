@@ -16,7 +16,11 @@ identity, siamese-head accuracy). ``checkpoints`` keeps the best val-AUC step.
 
 Arg: none, or ``steps=N,mining=hard|semi_hard|all``.
 
-Result: see RESULT below (filled from the measured run).
+Result (2026-12-02, 2-core x86-64 CPU dev machine, jax 0.10.2, the first command,
+defaults, CPU shared with another job; 203 s wall): on 10 unseen test identities
+verification accuracy 99.3% at the val threshold 0.448, ROC AUC 0.9997 (val 0.998),
+one-shot nearest-neighbour accuracy 95.5% (chance 10%), siamese heads 98.7% (abs) /
+98.4% (chi2). ``mining=hard``: 93.0%, AUC 0.978, one-shot 74.8% (186 s).
 """
 
 import ml_collections

@@ -14,7 +14,10 @@ IoU, per-class IoU and the accuracy on pixels within 2 px of an object edge
 
 Arg: none, or ``variant=32s|16s|8s,steps=N``.
 
-Result: see RESULT below (filled from the measured run).
+Result (2026-12-02, 2-core x86-64 CPU dev machine, jax 0.10.2, the three commands
+above, defaults, CPU shared with other jobs): mean IoU / pixel accuracy / edge-band
+accuracy on 300 test scenes: 32s 0.429 / 91.1% / 57.0% (119 s wall), 16s 0.562 /
+93.7% / 64.1% (109 s), 8s 0.652 / 95.6% / 74.6% (122 s); best checkpoint = the last.
 """
 
 import ml_collections

@@ -96,11 +96,8 @@ class Conv(Spec):
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
     k = self.kernel_size
-    params = {'kernel': _he_normal(key, (k, k, c_in // self.groups, self.features),
-                                   self.param_dtype)}
-    if self.use_bias:
-      params['bias'] = jnp.zeros((self.features,), self.param_dtype)
-    return params, {}
+    return _with_bias({'kernel': _he_normal(key, (k, k, c_in // self.groups, self.features),
+                                            self.param_dtype)}, self), {}
 
   def apply(self, params: Tree, state: Tree, x: jax.Array, *,
             train: bool = False) -> tuple[jax.Array, Tree]:
@@ -113,6 +110,13 @@ class Conv(Spec):
     return y, state
 
 
+def _with_bias(params: Tree, spec: Conv | Dense) -> Tree:
+  """``params`` plus a zero ``bias`` of ``spec.features`` when ``spec.use_bias``."""
+  if spec.use_bias:
+    return {**params, 'bias': jnp.zeros((spec.features,), spec.param_dtype)}
+  return params
+
+
 @dataclasses.dataclass(frozen=True)
 class Dense(Spec):
   """(..., d_in) -> (..., features); params ``{'kernel': (d_in, features)[, 'bias']}``.
@@ -123,10 +127,8 @@ class Dense(Spec):
   use_bias: bool = True
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
-    params = {'kernel': _lecun_normal(key, (c_in, self.features), self.param_dtype)}
-    if self.use_bias:
-      params['bias'] = jnp.zeros((self.features,), self.param_dtype)
-    return params, {}
+    return _with_bias({'kernel': _lecun_normal(key, (c_in, self.features),
+                                               self.param_dtype)}, self), {}
 
   def apply(self, params: Tree, state: Tree, x: jax.Array, *,
             train: bool = False) -> tuple[jax.Array, Tree]:

@@ -63,7 +63,7 @@ def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
   c.num_devices = 0            # 0: every device (of every process)
   c.checkpoint_every = 1000    # steps; the final step is always saved
   c.keep_checkpoints = 3
-  c.keep_best = True           # also keep the checkpoint with the best eval accuracy
+  c.keep_best = True           # also keep the best checkpoint by the task's headline metric
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''
