@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from cnn_jax.data.dataset import ArrayDataset
+from cnn_jax.data.dataset import ArrayDataset, select_classes
 from cnn_jax.models.embedding import SiameseHead
 from cnn_jax.ops import losses, metrics as metrics_lib
 from cnn_jax.tasks.base import Task, gather_batch, scale_gradient_for_pmean
@@ -170,15 +170,7 @@ class MetricLearning(Task):
     order = np.random.default_rng(seed).permutation(people.num_classes)
     ids = {'test': order[:n_test], 'val': order[n_test:n_test + n_val],
            'train': order[n_test + n_val:]}
-
-    def subset(keep_ids):
-      remap = np.full(people.num_classes, -1, np.int32)
-      remap[keep_ids] = np.arange(len(keep_ids), dtype=np.int32)
-      keep = np.flatnonzero(remap[people.labels] >= 0)
-      return ArrayDataset(people.images[keep], remap[people.labels[keep]],
-                          tuple(people.class_names[i] for i in keep_ids))
-
-    return {s: subset(v) for s, v in ids.items()}
+    return {s: select_classes(people, tuple(v)) for s, v in ids.items()}
 
   def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
     parts = self._identities()

@@ -99,7 +99,7 @@ def build_data(config: ml_collections.ConfigDict, task: Task) -> Data:
         num_classes=train_src.num_classes, image_shape=(d.image_size, d.image_size, d.channels),
         num_train=len(train_src), num_eval=len(eval_src))
   train_ds, eval_ds = task.load_data()
-  missing = [f for f in task.fields if f not in pipeline.batch_fields(train_ds)]
+  missing = [f for f in task.fields if f not in ('image', 'label', *train_ds.extras)]
   if missing:
     raise ValueError(f'task {task.name!r} needs batch fields {missing} that data.name='
                      f'{d.name!r} does not give.')
