@@ -63,3 +63,28 @@ def run_once(tmp_path_factory, worker_id):
       return json.loads(done.read_text())
 
   return run
+
+
+TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar')
+
+
+@pytest.fixture(scope='session')
+def task_runs(run_once):
+  """``{name: (workdir, result)}``: one run of each tiny task config, for every test that needs one.
+
+  The task tests read their reports and best steps; the 8-device test compares
+  its losses; the kill-and-resume test compares its final parameters, so
+  those subprocess runs reuse these compiled programs from the cache.
+  """
+  from cnn_jax.train import loop
+  from tests.tasks.configs import tiny
+
+  def train(folder):
+    out = {}
+    for name in TASK_CONFIGS:
+      result = loop.train_and_evaluate(tiny(name, num_devices=1), folder / name, quiet=True)
+      out[name] = {k: result[k] for k in ('eval', 'headline', 'best_step', 'steps')}
+    return {'folder': str(folder), 'runs': out}
+
+  shared = run_once('task_runs', train)
+  return {n: (pathlib.Path(shared['folder']) / n, r) for n, r in shared['runs'].items()}

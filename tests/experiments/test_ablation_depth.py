@@ -2,6 +2,8 @@
 
 import csv
 import json
+import pathlib
+import shutil
 
 import pytest
 
@@ -9,11 +11,15 @@ from experiments import ablation_depth as ab
 
 
 @pytest.fixture(scope='module')
-def sweep(tmp_path_factory):
-  root = tmp_path_factory.mktemp('ablation')
-  assert ab.main(['run', '--sweep-dir', str(root), '--smoke', '--depths', '8', '--seeds',
-                  '2']) == 0
-  return root
+def sweep(run_once):
+  """The smoke sweep, run once for all workers; tests that change it work on a copy."""
+
+  def run(root):
+    assert ab.main(['run', '--sweep-dir', str(root), '--smoke', '--depths', '8', '--seeds',
+                    '2']) == 0
+    return str(root)
+
+  return pathlib.Path(run_once('ablation_sweep', run))
 
 
 def test_outputs(sweep):
@@ -37,7 +43,8 @@ def test_outputs(sweep):
     assert json.loads((sweep / name / 'result.json').read_text())['steps'] == 12
 
 
-def test_rerun_skips_finished_and_resumes_interrupted(sweep, capsys):
+def test_rerun_skips_finished_and_resumes_interrupted(sweep, tmp_path, capsys):
+  sweep = pathlib.Path(shutil.copytree(sweep, tmp_path / 'sweep'))
   before = (sweep / 'plain8_seed0' / 'result.json').read_text()
   (sweep / 'residual8_seed1' / 'result.json').unlink()  # as if killed before it finished
   assert ab.main(['run', '--sweep-dir', str(sweep), '--smoke', '--depths', '8', '--seeds',
@@ -51,7 +58,6 @@ def test_rerun_skips_finished_and_resumes_interrupted(sweep, capsys):
 
 
 def test_report_from_a_partial_sweep(sweep, tmp_path):
-  import shutil
   partial = tmp_path / 'partial'
   shutil.copytree(sweep / 'plain8_seed0', partial / 'plain8_seed0')
   shutil.copytree(sweep / 'residual8_seed0', partial / 'residual8_seed0')

@@ -2,21 +2,26 @@
 
 from cnn_jax.train.config import load_config
 
+# One run length for every use of a task config (the shared runs, the 8-device
+# comparison, the kill-and-resume subprocesses): the schedule is compiled into
+# the step, so equal configs share compiled programs through the persistent
+# cache, and the subprocesses' runs can be compared with the shared ones.
+STEPS = 60
 
 def tiny(name: str, **top):
   """``configs/<name>.py`` shrunk to a few seconds of CPU; ``top`` overrides top-level keys."""
   if name == 'detect':
-    c = load_config('detect', 'steps=24')
+    c = load_config('detect', f'steps={STEPS}')
     c.data.num_train, c.data.num_eval, c.data.image_size = 128, 24, 32
     c.model.kwargs.widths, c.model.kwargs.head_width = (8, 16), 16
     c.batch_size, c.eval_batch_size = 16, 16
   elif name == 'segment':
-    c = load_config('segment', 'steps=8,variant=8s')
+    c = load_config('segment', f'steps={STEPS},variant=8s')
     c.data.num_train, c.data.num_eval, c.data.image_size = 48, 16, 32
     c.model.kwargs.backbone_kwargs.width = 4
     c.batch_size, c.eval_batch_size = 8, 8
   elif name == 'face_verify':
-    c = load_config('face_verify', 'steps=24')
+    c = load_config('face_verify', f'steps={STEPS}')
     c.task.train_identities, c.task.val_identities, c.task.test_identities = 8, 4, 4
     c.task.per_identity, c.task.siamese_steps = 8, 50
     c.task.identities_per_batch, c.task.images_per_identity = 4, 4
@@ -25,14 +30,14 @@ def tiny(name: str, **top):
     c.model.kwargs.backbone_kwargs.widths = (4, 8, 16)
     c.batch_size, c.eval_batch_size = 16, 32
   elif name == 'composed_cifar':
-    c = load_config('composed_cifar', 'steps=24,depth=8')
+    c = load_config('composed_cifar', f'steps={STEPS},depth=8')
     c.data.num_train, c.data.num_eval, c.data.image_size = 256, 64, 16
     c.data.num_classes = 4
     c.model.kwargs.widths = (4, 8, 16)
     c.batch_size, c.eval_batch_size = 16, 32
   else:
     raise ValueError(name)
-  c.log_every, c.eval_every, c.checkpoint_every = 4, 12, 12
+  c.log_every, c.eval_every, c.checkpoint_every = 1, 30, 15
   c.update(top)
   return c
 

@@ -1,7 +1,6 @@
-"""Every task through the one loop: short runs, best-by-headline, reports, data parallel."""
+"""Every task through the one loop: short task_runs, best-by-headline, reports, data parallel."""
 
 import json
-import pathlib
 
 import jax
 import numpy as np
@@ -17,51 +16,41 @@ from tests.tasks.configs import tiny
 TASK_CONFIGS = ('detect', 'segment', 'face_verify')
 
 
-@pytest.fixture(scope='module')
-def runs(run_once):
-  """One short training run of each task config, shared by the tests below (and workers)."""
-
-  def train(folder):
-    out = {}
-    for name in TASK_CONFIGS:
-      # log_every=1: also the one-device baseline of the data-parallel test below.
-      result = loop.train_and_evaluate(tiny(name, num_devices=1, log_every=1),
-                                       folder / name, quiet=True)
-      out[name] = {k: result[k] for k in ('eval', 'headline', 'best_step', 'steps')}
-    return {'folder': str(folder), 'runs': out}
-
-  shared = run_once('task_runs', train)
-  return {n: (pathlib.Path(shared['folder']) / n, r) for n, r in shared['runs'].items()}
-
-
-@pytest.mark.parametrize('name', TASK_CONFIGS)
-def test_best_checkpoint_is_the_best_headline_step(runs, name):
-  workdir, result = runs[name]
+@pytest.mark.parametrize('name', (*TASK_CONFIGS, 'composed_cifar'))
+def test_best_checkpoint_is_the_best_headline_step(task_runs, name):
+  workdir, result = task_runs[name]
   rows = read_metrics(workdir / 'metrics.jsonl')
   evals = rows['eval']
   headline = result['headline']
-  assert [r['step'] for r in evals] == [12, 24] if name != 'segment' else [8]
+  assert [r['step'] for r in evals] == [30, 60]
   best = max(r[headline] for r in evals)  # ties: any step with the best value
   assert {r['step']: r[headline] for r in evals}[result['best_step']] == best
   losses = np.array([r['loss'] for r in rows['train']])
   assert np.isfinite(losses).all() and losses[-4:].mean() < losses[:4].mean()
 
 
-def test_detection_report(runs, tmp_path):
+def test_detection_report(task_runs, tmp_path):
   from experiments import detect
-  workdir, result = runs['detect']
+  workdir, result = task_runs['detect']
   r = detect.report(workdir, 'best', pictures=3)
   # The report re-evaluates the checkpoint the loop picked: the same mAP.
   evals = {e['step']: e['mAP50'] for e in read_metrics(workdir / 'metrics.jsonl')['eval']}
   assert r['mAP50'] == pytest.approx(evals[result['best_step']], abs=1e-9)
   assert set(r['ap50']) == {'disc', 'square', 'triangle', 'ring'}
   assert (workdir / 'detections.png').stat().st_size > 3000
-  assert 'mAP@0.5' in (workdir / 'results.md').read_text()
+  assert (workdir / 'pr_curves.png').stat().st_size > 3000
+  table = (workdir / 'results.md').read_text()
+  assert 'mAP@0.5' in table and '| class | AP50 | AP | #GT |' in table
+  assert r['coco']['AP'] == pytest.approx(evals_coco(workdir)[result['best_step']], abs=1e-9)
 
 
-def test_segmentation_report(runs):
+def evals_coco(workdir):
+  return {e['step']: e['coco_AP'] for e in read_metrics(workdir / 'metrics.jsonl')['eval']}
+
+
+def test_segmentation_report(task_runs):
   from experiments import segment
-  workdir, result = runs['segment']
+  workdir, result = task_runs['segment']
   s = segment.report(workdir, 'latest', pictures=2)
   r = s['variants']['8s']
   assert r['mean_iou'] == pytest.approx(result['eval']['mean_iou'], abs=1e-6)
@@ -69,9 +58,9 @@ def test_segmentation_report(runs):
   assert (workdir / 'overlays.png').stat().st_size > 1000
 
 
-def test_metric_learning_run_and_report(runs):
+def test_metric_learning_run_and_report(task_runs):
   from experiments import face_verify
-  workdir, result = runs['face_verify']
+  workdir, result = task_runs['face_verify']
   m = result['eval']
   assert m['auc'] > 0.6 and m['one_shot_accuracy'] > m['one_shot_chance']  # well above chance
   assert m['unit_norm_error'] < 1e-5
@@ -90,9 +79,9 @@ def _losses(workdir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', TASK_CONFIGS)
-def test_eight_devices_jit_and_pmap_match_one(runs, name, tmp_path):
+def test_eight_devices_jit_and_pmap_match_one(task_runs, name, tmp_path):
   """The loss of the first steps on 8 simulated devices equals one device's (1e-5)."""
-  one = _losses(runs[name][0])[:4]  # steps 2-5 (step 1 is the compile, not logged)
+  one = _losses(task_runs[name][0])[:4]  # steps 2-5 (step 1 is the compile, not logged)
   for mode in ('jit', 'pmap'):
     # The same config and schedule as the baseline; evaluation does not touch training.
     config = tiny(name, num_devices=8, parallel=mode, log_every=1, eval_every=0,
@@ -220,8 +209,8 @@ def test_task_rejects_augmentation_it_cannot_apply():
     detection.Detection(c)
 
 
-def test_loaded_run_config_round_trips(runs):
-  workdir, _ = runs['detect']
+def test_loaded_run_config_round_trips(task_runs):
+  workdir, _ = task_runs['detect']
   run = load_run(workdir)
   assert run.config.task.name == 'detection' and run.num_params > 0
   assert json.loads((workdir / 'config.json').read_text())['model']['name'] == 'yolo'

@@ -9,17 +9,17 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from cnn_jax.train import loop
-from tests.tasks.configs import cli_overrides
+from tests.tasks.configs import STEPS as TASK_STEPS, cli_overrides
 from tests.train.test_loop import tiny_config
 
 ROOT = pathlib.Path(__file__).parents[2]
 STEPS = 240
-TASK_STEPS = 90  # the task configs' runs: checkpoints every 15, killed after 30
 
 
 def _args(workdir, *extra):
@@ -32,11 +32,9 @@ def _args(workdir, *extra):
 
 
 def _task_args(name, workdir):
-  """A task config, shrunk, run long enough to be killed after a mid-run checkpoint."""
+  """The shared run's tiny task config (tests/tasks/configs.py) as command-line flags."""
   return [sys.executable, '-m', 'cnn_jax.main', f'--config=configs/{name}.py',
-          f'--workdir={workdir}', '--quiet', *cli_overrides(name),
-          f'--config.num_steps={TASK_STEPS}', '--config.checkpoint_every=15',
-          '--config.eval_every=30', '--config.log_every=15', '--config.num_devices=1']
+          f'--workdir={workdir}', '--quiet', *cli_overrides(name), '--config.num_devices=1']
 
 
 def _env():
@@ -45,14 +43,24 @@ def _env():
   return env
 
 
+def _task_env():
+  """This process's XLA flags and compilation cache: the programs of the shared runs are reused.
+
+  (XLA flags are part of the cache key, so they must match this process's.)
+  """
+  return dict(os.environ, JAX_PLATFORMS='cpu',
+              CNN_JAX_COMPILATION_CACHE=jax.config.jax_compilation_cache_dir)
+
+
 def _committed(workdir):
   folder = pathlib.Path(workdir) / 'checkpoints'
   return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
 
 
-def _run_until_checkpoint(workdir, sig, min_step=80, args=None):
+def _run_until_checkpoint(workdir, sig, min_step=80, args=None, env=None):
   """Starts a run and sends ``sig`` once a checkpoint at >= min_step is committed."""
-  proc = subprocess.Popen(args or _args(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+  proc = subprocess.Popen(args or _args(workdir), cwd=ROOT, env=env or _env(),
+                          stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
@@ -96,7 +104,6 @@ def _assert_same_run(a, b, steps=STEPS):
 
 
 def jax_leaves(tree):
-  import jax
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
@@ -116,26 +123,26 @@ def test_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['detect', 'segment', 'face_verify', 'composed_cifar'])
-def test_every_task_resumes_bit_identically_after_sigkill(name, tmp_path):
-  """YOLO, FCN-8s, triplet embeddings and a composed network: kill, rerun, same result."""
-  whole = tmp_path / 'whole'
-  first = subprocess.run(_task_args(name, whole), cwd=ROOT, env=_env(), capture_output=True,
-                         text=True, timeout=400)
-  assert first.returncode == 0, first.stderr
+def test_every_task_resumes_bit_identically_after_sigkill(name, task_runs, tmp_path):
+  """YOLO, FCN-8s, triplet embeddings and a composed network: kill, rerun, same result.
+
+  The uninterrupted run is the shared in-process run of the same config.
+  """
+  whole, first = task_runs[name]
   killed = tmp_path / 'killed'
-  code, _, err = _run_until_checkpoint(killed, signal.SIGKILL, min_step=30,
-                                       args=_task_args(name, killed))
+  code, _, err = _run_until_checkpoint(killed, signal.SIGKILL, min_step=15,
+                                       args=_task_args(name, killed), env=_task_env())
   assert code == -signal.SIGKILL, err
-  r = subprocess.run(_task_args(name, killed), cwd=ROOT, env=_env(), capture_output=True,
+  r = subprocess.run(_task_args(name, killed), cwd=ROOT, env=_task_env(), capture_output=True,
                      text=True, timeout=400)
   assert r.returncode == 0, r.stderr
   assert 'resumed at step' in r.stdout, r.stdout
   _assert_same_run(whole, killed, TASK_STEPS)  # params bit-identical, eval rows equal
   # Both pick the same best step by the task's headline metric.
-  best = lambda out: re.search(r'best (\w+) at step (\d+)', out).groups()
-  assert best(r.stdout) == best(first.stdout)
-  assert best(r.stdout)[0] == {'detect': 'mAP50', 'segment': 'mean_iou',
-                               'face_verify': 'val_auc', 'composed_cifar': 'accuracy'}[name]
+  headline, step = re.search(r'best (\w+) at step (\d+)', r.stdout).groups()
+  assert (headline, int(step)) == (first['headline'], first['best_step'])
+  assert headline == {'detect': 'mAP50', 'segment': 'mean_iou', 'face_verify': 'val_auc',
+                      'composed_cifar': 'accuracy'}[name]
 
 
 @pytest.mark.slow
