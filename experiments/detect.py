@@ -5,9 +5,11 @@ r"""Pictures and a table of a trained YOLO detector (training is ``cnn_jax.main`
 
 Restores the run's best-mAP checkpoint (``--which latest`` for the last),
 evaluates it on the held-out scenes through the task's own evaluator
-(per-class NMS, VOC all-point AP at IoU 0.5) and writes ``results.json``,
-``results.md`` and ``detections.png`` (predictions solid with class and score,
-ground truth dashed) into the workdir.
+(per-class NMS, VOC all-point AP at IoU 0.5, COCOeval AP@[.5:.95]) and writes
+``results.json``, ``results.md`` (the headline row and a per-class table:
+AP50, COCO AP, ground-truth count), ``pr_curves.png`` (precision-recall per
+class at IoU 0.5) and ``detections.png`` (predictions solid with class and
+score, ground truth dashed) into the workdir.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import matplotlib
 import numpy as np
 
+from cnn_jax.evaluation.report import per_class_table, plot_pr_curves
+from cnn_jax.ops import boxes as box_ops
 from cnn_jax.train.restore import load_run
 from experiments.cli import report_main
 
@@ -58,8 +62,23 @@ def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 8) 
   run = load_run(workdir, which)
   metrics, rows = run.evaluate()
   names = run.task.class_names
+  every = [(b[v], s[v], c[v]) for b, s, c, v in zip(rows['boxes'], rows['scores'],
+                                                     rows['classes'], rows['valid'])]
+  curves = box_ops.precision_recall(every, list(zip(rows['gt_boxes'], rows['gt_labels'])),
+                                    len(names), iou_threshold=float(run.config.task.ap_iou),
+                                    ignore=list(rows['box_difficult'])
+                                    if 'box_difficult' in rows else None)
+  workdir = pathlib.Path(workdir)
+  plot_pr_curves(curves, names, workdir / 'pr_curves.png',
+                 title=f'precision-recall at IoU {run.config.task.ap_iou}')
+  table = per_class_table({**metrics, **{f'ap_{n}': metrics[f'coco_ap_{n}'] for n in names
+                                         if f'coco_ap_{n}' in metrics}},
+                          names, gt_counts=[c.n_gt for c in curves])
   results = {'mAP50': metrics['mAP50'],
              'ap50': {n: metrics[f'ap50_{n}'] for n in names},
+             'coco': {k[5:]: v for k, v in metrics.items()
+                      if k.startswith('coco_') and not k.startswith('coco_ap_')},
+             'per_class_table': table,
              'anchors_hw': np.asarray(run.task.anchors).round(4).tolist(),
              'checkpoint': which, 'steps': int(run.config.num_steps),
              'test_images': int(metrics['count']), 'test_objects': int(metrics['objects']),
@@ -68,7 +87,6 @@ def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 8) 
   dets = [(b[v], s[v], c[v]) for b, s, c, v in zip(rows['boxes'][:k], rows['scores'][:k],
                                                      rows['classes'][:k], rows['valid'][:k])]
   gts = list(zip(rows['gt_boxes'][:k], rows['gt_labels'][:k]))
-  workdir = pathlib.Path(workdir)
   draw(run.eval.images[:k], dets, gts, names, workdir / 'detections.png')
   (workdir / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
   (workdir / 'results.md').write_text(results_table(results) + '\n')
@@ -80,7 +98,10 @@ def results_table(r: dict) -> str:
   rule = '|---' * (len(r['ap50']) + 2) + '|'
   row = '| AP@0.5 | ' + ' | '.join(f'{v:.3f}' for v in r['ap50'].values()) + \
       f" | **{r['mAP50']:.3f}** |"
-  return '\n'.join([head, rule, row, '',
+  coco = r.get('coco', {})
+  coco_line = (f"COCOeval: AP {coco['AP']:.3f}, AP50 {coco['AP50']:.3f}, AP75 "
+               f"{coco['AP75']:.3f}." if coco else '')
+  return '\n'.join([head, rule, row, '', r.get('per_class_table', ''), coco_line,
                     f"{r['test_images']} test scenes, {r['test_objects']} objects; "
                     f"{r['checkpoint']} checkpoint of {r['steps']} steps; {r['params']:,} params."])
 

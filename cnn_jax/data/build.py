@@ -7,7 +7,8 @@ from typing import Any
 from cnn_jax.data.dataset import ArrayDataset, few_shot, select_classes
 
 
-def load_split(data: Any, split: str, *, seed: int = 0) -> ArrayDataset:
+def load_split(data: Any, split: str, *, seed: int = 0,
+               wants: tuple[str, ...] = ()) -> ArrayDataset:
   """Loads ``split`` of ``config.data``, restricted to ``data.classes`` if set.
 
   ``data.examples_per_class`` (> 0) then keeps that many per class of the
@@ -17,8 +18,11 @@ def load_split(data: Any, split: str, *, seed: int = 0) -> ArrayDataset:
     data: the ``config.data`` ConfigDict (see :mod:`cnn_jax.train.config`).
     split: split name, e.g. ``data.train_split``.
     seed: the synthetic set's generation seed and the few-shot draw's seed.
+    wants: the annotations the task reads, ``'boxes'`` and/or ``'masks'``
+      (a task's ``wants``): what a reader of annotated data loads (VOC's
+      detection or segmentation lists; tfds detection or segmentation sets).
   """
-  ds = _load(data, split, seed)
+  ds = _load(data, split, seed, tuple(wants))
   if data.get('classes'):
     ds = select_classes(ds, tuple(data.classes))
   if data.get('examples_per_class', 0) > 0 and split == data.train_split:
@@ -26,7 +30,7 @@ def load_split(data: Any, split: str, *, seed: int = 0) -> ArrayDataset:
   return ds
 
 
-def _load(data: Any, split: str, seed: int) -> ArrayDataset:
+def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayDataset:
   if data.name == 'synthetic':
     from cnn_jax.data.synthetic import load_synthetic
     is_train = split == data.train_split
@@ -39,11 +43,33 @@ def _load(data: Any, split: str, seed: int) -> ArrayDataset:
     return load_image_folder(data.root, split, image_size=data.image_size or None,
                              channels=data.channels, cache_dir=data.cache_dir or None,
                              skip_corrupt=data.skip_corrupt, num_workers=data.num_workers or None)
+  common = dict(image_size=int(data.image_size), max_boxes=int(data.max_boxes),
+                channels=data.channels, skip_corrupt=data.skip_corrupt)
+  if data.name == 'coco':
+    from cnn_jax.data.coco import load_coco
+    return load_coco(data.root, split, ann_file=_ann_file(data, split) or None,
+                     masks='masks' in wants, instance_masks=data.instance_masks, **common)
+  if data.name == 'voc':
+    from cnn_jax.data.voc import load_voc
+    return load_voc(data.root, split, segmentation='masks' in wants and 'boxes' not in wants,
+                    **common)
+  if data.name == 'mask_folder':
+    from cnn_jax.data.mask_folder import load_mask_folder
+    return load_mask_folder(data.root, split, **common)
+  if data.name == 'tfds' and wants:
+    from cnn_jax.data.tfds_annotated import load_tfds_annotated
+    return load_tfds_annotated(data.tfds_name, split, data_dir=data.data_dir or None,
+                               wants=wants, **common)
   if data.name == 'tfds':
     from cnn_jax.data.tfds import load_tfds
     return load_tfds(data.tfds_name, split, data_dir=data.data_dir or None,
                      image_size=data.image_size or None, channels=data.channels)
-  raise ValueError(f"unknown data.name {data.name!r}; choose synthetic, image_folder or tfds.")
+  raise ValueError(f"unknown data.name {data.name!r}; choose synthetic, image_folder, tfds, "
+                   "coco, voc or mask_folder.")
+
+
+def _ann_file(data: Any, split: str) -> str:
+  return data.train_ann if split == data.train_split else data.eval_ann
 
 
 def open_stream_source(data: Any, split: str):

@@ -363,6 +363,32 @@ def _warn_skipped(skipped: list[str], split_dir: Path) -> None:
   warnings.warn(f'skipped {len(skipped)} corrupt image(s) in {split_dir}: {shown}', stacklevel=3)
 
 
+def decode_or_skip(path: str | os.PathLike, skipped: list[str], *, channels: int = 3,
+                   skip_corrupt: bool = False) -> np.ndarray | None:
+  """Decodes one file at its native size, applying the ``skip_corrupt`` rule.
+
+  For readers that decode file by file (COCO, VOC, mask folders): a corrupt
+  file raises the same error as :func:`load_image_folder`, or, with
+  ``skip_corrupt``, is appended to ``skipped`` (report them once with
+  :func:`_warn_skipped`) and gives None.
+
+  Raises:
+    FileNotFoundError: ``path`` does not exist (naming it and its folder).
+    CorruptImageError: Pillow cannot decode it and ``skip_corrupt`` is False.
+  """
+  try:
+    return decode_image(path, None, channels)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f'image file {path} is missing (images are read from '
+                            f'{Path(path).parent}); check data.root and the split, or remove '
+                            'its entry from the annotations.') from e
+  except CorruptImageError as e:
+    if not skip_corrupt:
+      raise _corrupt_error(str(e)) from e
+    skipped.append(str(e))
+    return None
+
+
 def load_image_folder(root: str | os.PathLike, split: str = 'train', *,
                       image_size: ImageSize = None, channels: int = 3,
                       class_names: Sequence[str] | None = None,

@@ -221,10 +221,13 @@ def _backgrounds(draws, size: int) -> np.ndarray:
   return image + stripes[..., None] * tint[:, None, None, :]
 
 
-def _render_chunk(draws, size: int, k_max: int):
+def _render_chunk(draws, size: int, k_max: int, owners: bool = False):
+  """Images, masks, boxes, box labels and (``owners``) each pixel's visible slot or -1."""
   m = len(draws)
   canvas = _backgrounds(draws, size)
   masks = np.zeros((m, size, size), np.int32)
+  # The slot drawn last over each pixel: the visible object (instance masks).
+  owner = np.full((m, size, size), -1, np.int16) if owners else None
   boxes = np.zeros((m, k_max, 4), np.float32)
   box_labels = np.full((m, k_max), -1, np.int32)
   grid = np.arange(size) + 0.5
@@ -252,6 +255,8 @@ def _render_chunk(draws, size: int, k_max: int):
       colour = cands[np.arange(len(idx)), best]
       canvas[idx] = np.where(inside[..., None], colour[:, None, None, :], canvas[idx])
       masks[idx] = np.where(inside, kind + 1, masks[idx])
+      if owner is not None:
+        owner[idx] = np.where(inside, slot, owner[idx])
       rows, cols = inside.any(axis=2), inside.any(axis=1)
       # Tight box of the object's own pixels (before later objects cover it),
       # as pixel edges: pixel i spans [i, i + 1) / size.
@@ -262,12 +267,12 @@ def _render_chunk(draws, size: int, k_max: int):
       box_labels[idx, slot] = np.where(area > 0, kind, -1)
   noise = np.stack([d['noise'] * d['params'][5] for d in draws])
   images = np.clip(np.rint(canvas + noise), 0, 255).astype(np.uint8)
-  return images, masks, boxes, box_labels
+  return images, masks, boxes, box_labels, owner
 
 
 def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int = 10,
                   objects_per_image: int | tuple[int, int] = (1, 1),
-                  seed: int = 0) -> dict[str, np.ndarray]:
+                  seed: int = 0, instance_masks: bool = False) -> dict[str, np.ndarray]:
   """Renders ``num_examples`` images of random shapes, with labels, boxes and masks.
 
   Args:
@@ -277,6 +282,8 @@ def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int =
     objects_per_image: ``(min, max)`` objects per image, uniform; an int ``k``
       means exactly ``k``.
     seed: non-negative int; example ``i`` depends only on ``(seed, i)``.
+    instance_masks: also return ``'instance_masks'`` (N*K*S*S bytes, so off by
+      default); nothing else changes.
 
   Returns:
     A dict of numpy arrays, K = ``max`` objects per image:
@@ -289,6 +296,9 @@ def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int =
     * ``'box_labels'``: (N, K) int32 kind per box, -1 for padding.
     * ``'masks'``: (N, S, S) int32, 0 for background and ``kind + 1`` where an
       object is visible (later, smaller objects drawn on top).
+    * ``'instance_masks'`` (only if asked): (N, K, S, S) bool, the visible
+      pixels of each object, in box order (all False for padding), so they
+      never overlap and their union is ``masks > 0``.
 
   Raises:
     ValueError: for an out-of-range size, class count, object count or seed.
@@ -302,11 +312,15 @@ def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int =
       'box_labels': np.full((n, hi), -1, np.int32),
       'masks': np.zeros((n, size, size), np.int32),
   }
+  if instance_masks:
+    out['instance_masks'] = np.zeros((n, hi, size, size), bool)
   for start in range(0, n, _CHUNK):
     stop = min(start + _CHUNK, n)
     draws = [_draw_example(np.random.default_rng([int(seed), i]), size, num_classes, lo, hi)
              for i in range(start, stop)]
-    images, masks, boxes, box_labels = _render_chunk(draws, size, hi)
+    images, masks, boxes, box_labels, owner = _render_chunk(draws, size, hi, instance_masks)
+    if instance_masks:
+      out['instance_masks'][start:stop] = owner[:, None] == np.arange(hi)[None, :, None, None]
     out['images'][start:stop] = images
     out['masks'][start:stop] = masks
     out['boxes'][start:stop] = boxes
@@ -317,7 +331,8 @@ def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int =
 
 def load_synthetic(split: str = 'train', *, num_examples: int | None = None,
                    image_size: int = 32, num_classes: int = 10, seed: int = 0,
-                   objects_per_image: int | tuple[int, int] = (1, 1)) -> ArrayDataset:
+                   objects_per_image: int | tuple[int, int] = (1, 1),
+                   instance_masks: bool = False) -> ArrayDataset:
   """One split of the synthetic shapes as an :class:`ArrayDataset`.
 
   Train and test render from different derived seeds (``2 * seed`` and
@@ -328,11 +343,13 @@ def load_synthetic(split: str = 'train', *, num_examples: int | None = None,
     num_examples: overrides the split's default size.
     image_size, num_classes, objects_per_image: as in :func:`render_scenes`.
     seed: non-negative int selecting the whole dataset.
+    instance_masks: also put ``instance_masks`` (N, K, S, S) bool in extras
+      (off by default: N*K*S*S bytes).
 
   Returns:
     ``images`` (N, S, S, 3) uint8, ``labels`` (N,) int32, ``class_names``
     ``SHAPES[:num_classes]`` and ``extras`` ``boxes`` (N, K, 4), ``box_labels``
-    (N, K) and ``masks`` (N, S, S).
+    (N, K) and ``masks`` (N, S, S) (and ``instance_masks`` if asked).
   """
   if split not in SPLITS:
     raise ValueError(f'unknown split {split!r}; choose one of {", ".join(SPLITS)}.')
@@ -342,8 +359,9 @@ def load_synthetic(split: str = 'train', *, num_examples: int | None = None,
     num_examples = _DEFAULT_SIZES[split]
   scenes = render_scenes(num_examples, image_size=image_size, num_classes=num_classes,
                          objects_per_image=objects_per_image,
-                         seed=2 * int(seed) + SPLITS.index(split))
-  extras = {k: scenes[k] for k in ('boxes', 'box_labels', 'masks')}
+                         seed=2 * int(seed) + SPLITS.index(split), instance_masks=instance_masks)
+  extras = {k: scenes[k] for k in ('boxes', 'box_labels', 'masks', 'instance_masks')
+            if k in scenes}
   return ArrayDataset(scenes['images'], scenes['labels'], SHAPES[:num_classes], extras)
 
 

@@ -37,7 +37,9 @@ def open_tfds(name: str, split: str = 'train', *, data_dir: str | os.PathLike | 
   """``(records, builder info)`` of a prepared TFDS split, without downloading.
 
   ``records`` is the random-access ``tfds.data_source`` (``len`` and
-  ``records[i] -> dict of numpy``).
+  ``records[i] -> dict of numpy``). A builder whose code needs TensorFlow
+  (COCO) is made from the prepared files instead
+  (:func:`builder_from_prepared_files`).
 
   Raises:
     ValueError: unknown dataset name.
@@ -52,6 +54,12 @@ def open_tfds(name: str, split: str = 'train', *, data_dir: str | os.PathLike | 
   except tfds.core.registered.DatasetNotFoundError:
     raise ValueError(f'unknown TFDS dataset {name!r}; check the name against '
                      '`tfds.list_builders()` (e.g. mnist, cifar10).') from None
+  except ModuleNotFoundError as e:
+    if 'tensorflow' not in str(e):
+      raise
+    builder = builder_from_prepared_files(name, data_dir=data_dir)
+    # Pinning the prepared version makes tfds.data_source read the files too.
+    name = f"{name.split(':')[0]}:{builder.version}"
   try:
     records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except Exception as e:  # tfds raises assorted types; decide by what is on disk
@@ -65,6 +73,24 @@ def open_tfds(name: str, split: str = 'train', *, data_dir: str | os.PathLike | 
                        'array_record`.') from e
     raise
   return records, builder.info
+
+
+def builder_from_prepared_files(name: str, *, data_dir: str | None = None) -> Any:
+  """The builder of a prepared dataset made from its metadata files, without its code.
+
+  For builders whose code needs TensorFlow (``coco``: ``tf.int64`` in
+  ``_info``): the prepared ``dataset_info.json`` and ``features.json`` describe
+  the features just as well.
+
+  Raises:
+    FileNotFoundError: ``name`` is not prepared in ``data_dir``.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    return tfds.core.read_only_builder.builder_from_files(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise _not_prepared(name, data_dir or tfds.core.constants.DATA_DIR) from e
 
 
 def class_names_of(info: Any, label_key: str = 'label',

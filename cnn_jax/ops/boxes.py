@@ -5,10 +5,11 @@ Boxes are in the synthetic dataset's order, as fractions of the image:
 * corners: ``(y_min, x_min, y_max, x_max)``
 * centres: ``(y_c, x_c, h, w)``
 
-Everything except :func:`average_precision` is pure ``jnp`` and jit-able with
-fixed shapes (padding rows are marked by a label of ``-1`` or a ``valid``
-mask). Average precision is a host-side evaluation over a whole data set, as
-in the VOC/COCO toolkits.
+Everything except :func:`average_precision` and :func:`precision_recall` is
+pure ``jnp`` and jit-able with fixed shapes (padding rows are marked by a
+label of ``-1`` or a ``valid`` mask). Average precision is a host-side,
+vectorised numpy evaluation over a whole data set, as in the VOC/COCO
+toolkits.
 
 YOLO targets (:func:`yolo_encode`), per image, on an ``S x S`` grid with
 ``B`` anchors ``(h, w)``: an object belongs to the cell holding its centre
@@ -26,6 +27,7 @@ or a finer grid fix it).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -242,19 +244,195 @@ def detect(output: Array, anchors: Array, *, iou_threshold: float = 0.5,
 
 
 def _iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  return np.array(box_iou(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)))
+  """Pairwise IoU on the host: ``(..., N, 4) x (..., M, 4) -> (..., N, M)`` float32.
+
+  The numpy twin of :func:`box_iou` (corners only), with the same float32
+  arithmetic in the same order so that IoUs on a threshold fall the same way,
+  for evaluation over a whole data set where dispatching one jnp call per
+  detection would cost far more than the arithmetic.
+  """
+  a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+  lo = np.maximum(a[..., :, None, :2], b[..., None, :, :2])
+  hi = np.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+  wh = np.maximum(hi - lo, np.float32(0))
+  inter = wh[..., 0] * wh[..., 1]
+
+  def area(x):
+    return (np.maximum(x[..., 2] - x[..., 0], np.float32(0)) *
+            np.maximum(x[..., 3] - x[..., 1], np.float32(0)))
+
+  union = area(a)[..., :, None] + area(b)[..., None, :] - inter
+  return np.where(union > 0, inter / np.where(union > 0, union, np.float32(1)), np.float32(0))
+
+
+class PRCurve(NamedTuple):
+  """One class's precision-recall curve over its ranked detections.
+
+  Attributes:
+    precision, recall: (R,) after each of the class's R ranked detections
+      (by decreasing score; detections matched to an ignored ground-truth box
+      are left out). ``recall`` is NaN throughout when ``n_gt`` is 0.
+    scores: (R,) the detections' scores, so a point can be read as a threshold.
+    n_gt: ground-truth boxes of the class, ignored ones not counted.
+    ap: all-point AP (NaN when ``n_gt`` is 0; 0 when there are no detections).
+  """
+  precision: np.ndarray
+  recall: np.ndarray
+  scores: np.ndarray
+  n_gt: int
+  ap: float
+
+
+# Image chunks are padded to their own most detections x most ground-truth
+# boxes; this bounds the (images, D, G) float32 IoU block to ~16 MB.
+_MATCH_BLOCK = 1 << 22
+
+
+def _match_chunk(dets: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                 gts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                 iou_threshold: float) -> list[np.ndarray]:
+  """Greedy matching of a few images at once -> per image (D,) int8 status.
+
+  Status: 1 true positive, 0 false positive, -1 ignored (matched to an
+  ignored box). Within an image, detections are visited by decreasing score
+  (ties: earlier row first, as a stable sort of all images' detections
+  would); each takes the unmatched ground-truth box of its class with the
+  highest IoU (first on ties). The loop runs over rank positions (at most D
+  steps), each step vectorised over the chunk's images.
+  """
+  n = len(dets)
+  d_max = max(len(s) for _, s, _ in dets)
+  g_max = max(1, max(len(c) for _, c, _ in gts))  # one padding column keeps argmax defined
+  db = np.zeros((n, d_max, 4), np.float32)
+  ds = np.full((n, d_max), -np.inf)
+  dc = np.full((n, d_max), -2, np.int64)
+  live = np.zeros((n, d_max), bool)
+  gb = np.zeros((n, g_max, 4), np.float32)
+  gc = np.full((n, g_max), -1, np.int64)
+  gi = np.zeros((n, g_max), bool)
+  for i, ((b, s, c), (g, l, ig)) in enumerate(zip(dets, gts)):
+    db[i, :len(s)], ds[i, :len(s)], dc[i, :len(s)], live[i, :len(s)] = b, s, c, True
+    gb[i, :len(l)], gc[i, :len(l)], gi[i, :len(l)] = g, l, ig
+  iou = _iou_np(db, gb)
+  iou[dc[:, :, None] != gc[:, None, :]] = -1.0  # other classes (and padding) never match
+  # Padding rows score -inf and sit last, so a stable sort leaves them at the end.
+  order = np.argsort(-ds, axis=1, kind='stable')
+  status = np.zeros((n, d_max), np.int8)
+  used = np.zeros((n, g_max), bool)
+  rows = np.arange(n)
+  for r in range(d_max):
+    k = order[:, r]
+    cand = np.where(used, np.float32(-1), iou[rows, k])
+    j = np.argmax(cand, axis=1)
+    hit = (cand[rows, j] >= iou_threshold) & live[rows, k]
+    ignored = hit & gi[rows, j]
+    status[rows, k] = np.where(ignored, -1, hit.astype(np.int8))
+    # An ignored box is never used up: like VOC's "difficult", it absorbs any
+    # number of detections without making them duplicates.
+    take = hit & ~ignored
+    used[rows[take], j[take]] = True
+  return [status[i, :len(s)] for i, (_, s, _) in enumerate(dets)]
+
+
+def _all_point_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+  """Area under the step curve of the monotone precision envelope (VOC 2010+)."""
+  envelope = np.maximum.accumulate(precision[::-1])[::-1]
+  recall_steps = np.diff(np.concatenate([[0.0], recall]))
+  return float(np.sum(recall_steps * envelope))
+
+
+def precision_recall(detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                     ground_truth: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int,
+                     *, iou_threshold: float = 0.5,
+                     ignore: Sequence[np.ndarray] | None = None) -> list[PRCurve]:
+  """Per-class precision-recall curves and VOC all-point AP (see :func:`average_precision`).
+
+  Args:
+    detections: per image ``(boxes (D, 4), scores (D,), classes (D,))``
+      (numpy; only valid rows). Classes outside ``[0, num_classes)`` are
+      not evaluated.
+    ground_truth: per image ``(boxes (G, 4), classes (G,))``; classes < 0 are
+      padding.
+    num_classes: C.
+    iou_threshold: a match needs IoU >= this.
+    ignore: optional, per image (G,) bool: ground-truth boxes to ignore
+      (VOC "difficult"; COCO crowd regions can be passed the same way). As
+      in the VOC devkit they are not counted in ``n_gt``, and a detection
+      matched to one is neither a true nor a false positive.
+
+  Returns:
+    C :class:`PRCurve`, one per class.
+  """
+  if len(detections) != len(ground_truth):
+    raise ValueError(f'{len(detections)} images of detections but {len(ground_truth)} of '
+                     'ground truth.')
+  if ignore is not None and len(ignore) != len(ground_truth):
+    raise ValueError(f'ignore has {len(ignore)} images but ground truth has '
+                     f'{len(ground_truth)}.')
+  dets, gts = [], []
+  for i, ((b, s, c), (g, l)) in enumerate(zip(detections, ground_truth)):
+    s, c = np.asarray(s, np.float64).reshape(-1), np.asarray(c).reshape(-1).astype(np.int64)
+    l = np.asarray(l).reshape(-1).astype(np.int64)
+    ig = np.zeros(len(l), bool) if ignore is None else np.asarray(ignore[i], bool).reshape(-1)
+    if ig.shape != l.shape:
+      raise ValueError(f'image {i}: ignore has {ig.size} flags for {l.size} ground-truth boxes.')
+    keep = (c >= 0) & (c < num_classes)
+    dets.append((np.asarray(b, np.float32).reshape(-1, 4)[keep], s[keep], c[keep]))
+    # -1 for padding and out-of-range labels: never equal to a kept detection's class.
+    gts.append((np.asarray(g, np.float32).reshape(-1, 4),
+                np.where((l >= 0) & (l < num_classes), l, -1), ig))
+
+  status, start = [], 0
+  while start < len(dets):
+    stop, d_max, g_max = start, 1, 1
+    while stop < len(dets):
+      d_new, g_new = max(d_max, len(dets[stop][1])), max(g_max, len(gts[stop][1]))
+      if stop > start and (stop + 1 - start) * d_new * g_new > _MATCH_BLOCK:
+        break
+      d_max, g_max, stop = d_new, g_new, stop + 1
+    status += _match_chunk(dets[start:stop], gts[start:stop], iou_threshold)
+    start = stop
+
+  # Flattened in (image, row) order, so a stable sort by score breaks ties as
+  # ranking every image's detections in turn would.
+  scores = np.concatenate([s for _, s, _ in dets] + [np.zeros(0)])
+  classes = np.concatenate([c for _, _, c in dets] + [np.zeros(0, np.int64)])
+  status = np.concatenate(status + [np.zeros(0, np.int8)])
+  order = np.argsort(-scores, kind='stable')
+  scores, classes, status = scores[order], classes[order], status[order]
+  n_gt = np.zeros(num_classes, np.int64)
+  for _, l, ig in gts:
+    np.add.at(n_gt, l[(l >= 0) & ~ig], 1)
+
+  curves = []
+  for c in range(num_classes):
+    mine = (classes == c) & (status >= 0)
+    tp = (status[mine] == 1).astype(np.float64)
+    cum_tp = np.cumsum(tp)
+    precision = cum_tp / np.arange(1, len(tp) + 1)
+    if n_gt[c] == 0:
+      recall, ap = np.full(len(tp), np.nan), float('nan')
+    else:
+      recall = cum_tp / n_gt[c]
+      ap = _all_point_ap(precision, recall) if len(tp) else 0.0
+    curves.append(PRCurve(precision, recall, scores[mine], int(n_gt[c]), ap))
+  return curves
 
 
 def average_precision(detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
                       ground_truth: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int,
-                      *, iou_threshold: float = 0.5) -> tuple[float, np.ndarray]:
+                      *, iou_threshold: float = 0.5,
+                      ignore: Sequence[np.ndarray] | None = None) -> tuple[float, np.ndarray]:
   """VOC-style average precision per class and their mean (mAP@``iou_threshold``).
 
   Per class, detections of all images are ranked by score; each is a true
   positive if it overlaps a not-yet-matched ground-truth box of its class by
   IoU >= the threshold (greedy, highest score first), else a false positive.
   AP is the area under the precision-recall curve with precision made
-  monotone (all-point interpolation, VOC 2010+).
+  monotone (all-point interpolation, VOC 2010+). Ground-truth boxes flagged
+  in ``ignore`` (VOC "difficult") are not counted, and detections matched to
+  them are dropped from the ranking. Vectorised numpy on the host; the
+  curves themselves come from :func:`precision_recall`.
 
   Args:
     detections: per image ``(boxes (D, 4), scores (D,), classes (D,))`` (numpy;
@@ -262,48 +440,14 @@ def average_precision(detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndar
     ground_truth: per image ``(boxes (G, 4), classes (G,))``; classes < 0 are
       padding.
     num_classes: C.
+    iou_threshold: a match needs IoU >= this.
+    ignore: optional, per image (G,) bool flags of ground-truth boxes to ignore.
 
   Returns:
     ``(mAP, ap)``: the mean over classes that have ground truth, and (C,) AP
     per class (NaN for classes without ground truth).
   """
-  if len(detections) != len(ground_truth):
-    raise ValueError(f'{len(detections)} images of detections but {len(ground_truth)} of '
-                     'ground truth.')
-  ap = np.full(num_classes, np.nan)
-  for c in range(num_classes):
-    records, n_gt = [], 0
-    for img, ((db, ds, dc), (gb, gc)) in enumerate(zip(detections, ground_truth)):
-      gt = np.asarray(gb)[np.asarray(gc) == c]
-      n_gt += len(gt)
-      mine = np.asarray(dc) == c
-      for box, score in zip(np.asarray(db)[mine], np.asarray(ds)[mine]):
-        records.append((float(score), img, box))
-    if n_gt == 0:
-      continue
-    records.sort(key=lambda r: -r[0])
-    matched: dict[int, np.ndarray] = {}
-    tp = np.zeros(len(records))
-    for k, (_, img, box) in enumerate(records):
-      gb, gc = ground_truth[img]
-      gt = np.asarray(gb)[np.asarray(gc) == c]
-      if not len(gt):
-        continue
-      used = matched.setdefault(img, np.zeros(len(gt), bool))
-      ious = _iou_np(box[None], gt)[0]
-      ious[used] = -1.0
-      j = int(np.argmax(ious))
-      if ious[j] >= iou_threshold:
-        used[j] = True
-        tp[k] = 1.0
-    if not records:
-      ap[c] = 0.0
-      continue
-    cum_tp = np.cumsum(tp)
-    recall = cum_tp / n_gt
-    precision = cum_tp / np.arange(1, len(records) + 1)
-    # Monotone precision envelope, then the area under the step curve.
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    recall_steps = np.diff(np.concatenate([[0.0], recall]))
-    ap[c] = float(np.sum(recall_steps * envelope))
+  curves = precision_recall(detections, ground_truth, num_classes,
+                            iou_threshold=iou_threshold, ignore=ignore)
+  ap = np.array([c.ap for c in curves], np.float64).reshape(num_classes)
   return float(np.nanmean(ap)) if np.any(~np.isnan(ap)) else float('nan'), ap

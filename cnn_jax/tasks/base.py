@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from cnn_jax.data import box_augment
 from cnn_jax.data.build import load_split
 from cnn_jax.data.dataset import ArrayDataset, holdout_split
 
@@ -55,6 +56,8 @@ class Task:
       (GoogLeNet's auxiliary logits).
     progress: the train metric shown on the progress bar.
     augment_keys: the ``config.augment`` keys this task can apply.
+    wants: the annotations it asks readers of annotated data for
+      (``'boxes'``, ``'masks'``; see :func:`cnn_jax.data.build.load_split`).
   """
   name: ClassVar[str] = ''
   headline: ClassVar[str] = 'accuracy'
@@ -64,6 +67,7 @@ class Task:
   progress: ClassVar[str] = 'accuracy'
   augment_keys: ClassVar[tuple[str, ...]] = ('flip',)
   streaming: ClassVar[bool] = False
+  wants: ClassVar[tuple[str, ...]] = ()
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -84,10 +88,10 @@ class Task:
   def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
     """``(train, eval)`` in memory; ``extras`` become batch fields of the same name."""
     d = self.config.data
-    train = load_split(d, d.train_split, seed=self.config.seed)
+    train = load_split(d, d.train_split, seed=self.config.seed, wants=self.wants)
     if d.holdout:  # a validation split from the training data (fixed across seeds)
       return holdout_split(train, int(d.holdout))
-    return train, load_split(d, d.eval_split, seed=self.config.seed)
+    return train, load_split(d, d.eval_split, seed=self.config.seed, wants=self.wants)
 
   def sampler(self, train: ArrayDataset) -> Callable[[int], np.ndarray] | None:
     """``step -> (batch_size,) indices`` for batches that are not a shuffle; None: shuffle."""
@@ -148,6 +152,26 @@ def random_flip(keys: jax.Array, batch: Batch,
     x = batch[key]
     out[key] = jnp.where(flip.reshape((-1,) + (1,) * (x.ndim - 1)), fn(x), x)
   return out
+
+
+def augment_annotated(task: Task, keys: jax.Array, batch: Batch, *,
+                      ignore_index: int = box_augment.IGNORE_INDEX) -> Batch:
+  """The augment of detection and segmentation: flip (``augment.flip``), then zoom-crop.
+
+  ``augment.scale_crop`` ``(min, max)`` (empty: off) applies
+  :func:`cnn_jax.data.box_augment.random_scale_crop` to the image, ``boxes``
+  / ``box_labels`` and ``segmentation`` present in ``batch``. The flip keeps
+  the step's keys, so switching the crop on leaves the flip draws as they
+  were; the crop draws from keys folded off them, independent of the flip.
+  """
+  aug = task.config.augment
+  if aug.flip:
+    batch = random_flip(keys, batch, task.flip_fields())
+  if aug.get('scale_crop'):
+    crop_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    batch = box_augment.random_scale_crop(crop_keys, batch, scale=tuple(aug.scale_crop),
+                                          ignore_index=ignore_index)
+  return batch
 
 
 def _scalars(metrics: dict) -> list[str]:

@@ -11,8 +11,16 @@ loads, so they are the same on every resume.
 
 Evaluation decodes and filters every image on device
 (:func:`cnn_jax.ops.boxes.detect`) and computes VOC all-point AP per class on
-the host (:func:`cnn_jax.ops.boxes.average_precision`): ``mAP50`` and
-``ap50_<class>``.
+the host (:func:`cnn_jax.ops.boxes.average_precision`, VOC ``difficult``
+boxes ignored): ``mAP50`` and ``ap50_<class>``; with ``task.coco_metrics``
+also pycocotools' COCOeval in original-image pixels (crowd regions ignored):
+``coco_AP`` (AP@[.5:.95]), ``coco_AP50``, ``coco_AP75``, ``coco_APs/m/l``,
+``coco_AR100`` and per class ``coco_ap_<class>``.
+
+Real data (COCO, VOC, tfds; :mod:`cnn_jax.data.annotations`) also carries
+``box_crowd``, ``box_difficult``, ``image_id``, ``image_scale`` and
+``orig_hw``: evaluation reads them; crowd boxes are dropped from the training
+targets (as torchvision's detection references filter ``iscrowd``).
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ import ml_collections
 import numpy as np
 
 from cnn_jax.data.dataset import ArrayDataset
+from cnn_jax.evaluation import coco as coco_eval
 from cnn_jax.ops import boxes as box_ops
 from cnn_jax.ops import losses
-from cnn_jax.tasks.base import Task, mirror
+from cnn_jax.tasks.base import Task, augment_annotated, mirror
 
 
 def anchor_sizes(boxes: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -50,11 +59,17 @@ def anchor_sizes(boxes: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -
   return centres[np.argsort(centres.prod(1))].astype(np.float32)
 
 
+# What real data adds for evaluation (cnn_jax/data/annotations.py), passed to the host as rows.
+EVAL_FIELDS = ('box_crowd', 'box_difficult', 'image_id', 'image_scale', 'orig_hw')
+
+
 class Detection(Task):
   name = 'detection'
   headline = 'mAP50'
   fields = ('image', 'boxes', 'box_labels')
+  wants = ('boxes',)
   progress = 'obj'
+  augment_keys = ('flip', 'scale_crop')
 
   @staticmethod
   def defaults() -> ml_collections.ConfigDict:
@@ -65,22 +80,31 @@ class Detection(Task):
     c.iou_threshold = 0.5     # NMS
     c.max_detections = 20     # per image, after NMS
     c.ap_iou = 0.5            # a detection matches a ground-truth box at this IoU
+    c.coco_metrics = True     # also COCOeval AP@[.5:.95] etc. (pycocotools)
     return c
 
   def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
     train, test = super().load_data()
-    keep = ('boxes', 'box_labels')
     for ds in (train, test):
-      if not all(k in ds.extras for k in keep):
+      if not all(k in ds.extras for k in ('boxes', 'box_labels')):
         raise ValueError(f'task detection needs boxes and box_labels; data.name='
                          f'{self.config.data.name!r} gives {sorted(ds.extras) or "none"}.')
-    train, test = (ArrayDataset(ds.images, ds.labels, ds.class_names,
-                                {k: ds.extras[k] for k in keep}) for ds in (train, test))
+    labels = train.extras['box_labels']
+    if 'box_crowd' in train.extras:
+      labels = np.where(train.extras['box_crowd'], -1, labels).astype(np.int32)
+    train = ArrayDataset(train.images, train.labels, train.class_names,
+                         {'boxes': train.extras['boxes'], 'box_labels': labels})
+    test = ArrayDataset(test.images, test.labels, test.class_names,
+                        {k: test.extras[k] for k in ('boxes', 'box_labels', *EVAL_FIELDS)
+                         if k in test.extras})
     self.class_names = train.class_names
     num_anchors = int(self.config.model.kwargs.get('num_anchors', 2))
     self.anchors = jnp.asarray(anchor_sizes(train.extras['boxes'], train.extras['box_labels'],
                                             num_anchors, self.config.seed))
     return train, test
+
+  def augment(self, keys, batch):
+    return augment_annotated(self, keys, batch)  # flip, then augment.scale_crop
 
   def flip_fields(self):
     return {'image': mirror, 'boxes': box_ops.flip_boxes_lr}
@@ -101,8 +125,10 @@ class Detection(Task):
         o, self.anchors, iou_threshold=self.t.iou_threshold,
         score_threshold=self.t.score_threshold, max_outputs=self.t.max_detections))
     boxes, scores, classes, valid = detect(out)
-    return {'rows': {'boxes': boxes, 'scores': scores, 'classes': classes, 'valid': valid,
-                     'gt_boxes': batch['boxes'], 'gt_labels': batch['box_labels']}}
+    rows = {'boxes': boxes, 'scores': scores, 'classes': classes, 'valid': valid,
+            'gt_boxes': batch['boxes'], 'gt_labels': batch['box_labels']}
+    rows.update({k: batch[k] for k in EVAL_FIELDS if k in batch})
+    return {'rows': rows}
 
   def eval_metrics(self, sums, rows):
     del sums
@@ -110,15 +136,22 @@ class Detection(Task):
             zip(rows['boxes'], rows['scores'], rows['classes'], rows['valid'])]
     gts = list(zip(rows['gt_boxes'], rows['gt_labels']))
     num_classes = len(self.class_names)
-    m_ap, ap = box_ops.average_precision(dets, gts, num_classes,
+    difficult = list(rows['box_difficult']) if 'box_difficult' in rows else None
+    m_ap, ap = box_ops.average_precision(dets, gts, num_classes, ignore=difficult,
                                          iou_threshold=float(self.t.ap_iou))
     out = {'mAP50': float(m_ap)}
     out.update({f'ap50_{n}': float(ap[c]) for c, n in enumerate(self.class_names)})
+    if self.t.coco_metrics:
+      coco = coco_eval.coco_evaluate_rows(rows, canvas_size=int(self.config.data.image_size),
+                                          class_names=self.class_names)
+      out.update({f'coco_{k}': float(v) for k, v in coco.items()
+                  if not k.startswith(('ap50_', 'gt_'))})
     out['count'] = len(gts)
     out['objects'] = int((rows['gt_labels'] >= 0).sum())
     return out
 
   def summary(self, m):
     per_class = ', '.join(f'{k[5:]} {v:.3f}' for k, v in m.items() if k.startswith('ap50_'))
-    return (f"mAP@0.5 {m['mAP50']:.4f} ({per_class}) on {int(m['count'])} images, "
+    coco = f", COCO AP {m['coco_AP']:.4f} AP50 {m['coco_AP50']:.4f}" if 'coco_AP' in m else ''
+    return (f"mAP@0.5 {m['mAP50']:.4f} ({per_class}){coco} on {int(m['count'])} images, "
             f"{int(m['objects'])} objects")

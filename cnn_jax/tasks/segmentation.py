@@ -20,7 +20,7 @@ import numpy as np
 
 from cnn_jax.data.dataset import ArrayDataset
 from cnn_jax.ops import losses, metrics as metrics_lib
-from cnn_jax.tasks.base import Task, global_mean, mirror
+from cnn_jax.tasks.base import Task, augment_annotated, global_mean, mirror
 
 
 def edge_band(masks: np.ndarray, radius: int) -> np.ndarray:
@@ -46,7 +46,9 @@ class Segmentation(Task):
   name = 'segmentation'
   headline = 'mean_iou'
   fields = ('image', 'segmentation')
+  wants = ('masks',)
   progress = 'pixel_accuracy'
+  augment_keys = ('flip', 'scale_crop')
 
   @staticmethod
   def defaults() -> ml_collections.ConfigDict:
@@ -78,6 +80,9 @@ class Segmentation(Task):
 
   def model_kwargs(self, num_classes: int) -> dict:
     return {'num_classes': num_classes + 1}  # + background
+
+  def augment(self, keys, batch):  # flip, then augment.scale_crop (padding -> ignore_index)
+    return augment_annotated(self, keys, batch, ignore_index=int(self.t.ignore_index))
 
   def flip_fields(self):
     return {'image': mirror, 'segmentation': mirror}

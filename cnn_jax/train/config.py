@@ -14,13 +14,15 @@ the same keys and a typo is an error:
   model:     name (a cnn_jax.models.list_models() name, or a path 'pkg.module:attr' /
              'file.py:attr' to a Linen class or a compose-network factory), conv_impl,
              kwargs (model args)
-  data:      name ('synthetic' | 'image_folder' | 'tfds'), root, tfds_name, data_dir,
+  data:      name ('synthetic' | 'image_folder' | 'tfds' | 'coco' | 'voc' | 'mask_folder'),
+             root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
              num_eval, objects_per_image (synthetic scenes), mean, std, cache_dir,
              skip_corrupt, streaming, num_workers,
              classes (a subset, relabelled 0..k-1), examples_per_class (few-shot train split),
-             holdout (evaluate on n held-out train examples, e.g. He et al.'s 45k/5k)
-  augment:   crop_padding, flip, rotation, shift, zoom, shear
+             holdout (evaluate on n held-out train examples, e.g. He et al.'s 45k/5k),
+             train_ann / eval_ann (COCO JSON), max_boxes, instance_masks (annotated data)
+  augment:   crop_padding, flip, rotation, shift, zoom, shear, scale_crop (detection/segmentation)
   optimizer: name, lr, momentum, b1, b2, weight_decay, grad_clip_norm, label_smoothing
   schedule:  name, warmup_steps, warmup_mode ('linear' | 'constant'), warmup_factor,
              decay_steps, decay_factor, end_factor
@@ -44,7 +46,13 @@ from cnn_jax.importing import is_path
 from cnn_jax.ops import conv
 from cnn_jax.train import optim, parallel
 
-DATASETS = ('synthetic', 'image_folder', 'tfds')
+DATASETS = ('synthetic', 'image_folder', 'tfds', 'coco', 'voc', 'mask_folder')
+# Readers of annotated images (boxes, masks) under data.root; see cnn_jax/data/annotations.py.
+ANNOTATED_DATASETS = {
+    'coco': 'a COCO dataset: <root>/<split>/ images and an instances JSON (data.train_ann)',
+    'voc': 'a PASCAL VOC year folder: <root>/{Annotations,JPEGImages,ImageSets}',
+    'mask_folder': 'a folder with <root>/<split>/{images,masks}/',
+}
 CONV_IMPLS = conv.IMPLS
 
 
@@ -99,6 +107,11 @@ def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
   c.data.classes = ()          # e.g. (5, 6, 7, 8, 9): keep these, relabelled 0..k-1 in this order
   c.data.examples_per_class = 0  # > 0: a few-shot train split (first n per class after a seeded shuffle)
   c.data.holdout = 0           # > 0: evaluate on this many held-out train examples, not eval_split
+  # Annotated data (coco, voc, mask_folder, tfds detection/segmentation sets):
+  c.data.train_ann = ''        # coco: instances JSON of train_split ('' : <root>/annotations/instances_<split>.json)
+  c.data.eval_ann = ''         # coco: the same for eval_split
+  c.data.max_boxes = 20        # boxes per image kept (the largest), padded with label -1
+  c.data.instance_masks = False  # also load one mask per box (N, K, S, S): memory-hungry
 
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_padding = 0
@@ -107,6 +120,7 @@ def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
   c.augment.shift = 0.0
   c.augment.zoom = 0.0
   c.augment.shear = 0.0
+  c.augment.scale_crop = ()  # detection/segmentation: (min, max) zoom, e.g. (0.5, 1.5); empty = off
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'momentum'
@@ -215,6 +229,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.name == 'image_folder' and not config.data.root:
     raise ValueError('data.name=image_folder needs data.root=DIR (a folder with '
                      '<split>/<class>/ images), e.g. --config.data.root=/path/to/cifar10-jpeg.')
+  if config.data.name in ANNOTATED_DATASETS and not config.data.root:
+    raise ValueError(f'data.name={config.data.name} needs data.root=DIR, '
+                     f'{ANNOTATED_DATASETS[config.data.name]}.')
+  if config.data.name in ANNOTATED_DATASETS and config.data.image_size <= 0:
+    raise ValueError(f'data.name={config.data.name} needs a fixed data.image_size (images are '
+                     'letterboxed to image_size x image_size), e.g. --config.data.image_size=416.')
+  if config.data.max_boxes <= 0:
+    raise ValueError(f'data.max_boxes must be positive, got {config.data.max_boxes}.')
   if config.data.name == 'tfds' and not config.data.tfds_name:
     raise ValueError('data.name=tfds needs data.tfds_name, e.g. --config.data.tfds_name=mnist.')
   if config.data.streaming and config.data.image_size <= 0:

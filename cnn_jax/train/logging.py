@@ -50,7 +50,8 @@ class MetricWriter:
       self._jsonl.write(json.dumps({'step': int(step), 'split': split, **row}) + '\n')
       if self._tb is not None:
         for k, v in row.items():
-          self._tb.add_scalar(f'{split}/{k}', v, int(step))
+          if math.isfinite(v):  # NaN = undefined (e.g. COCO APl without large objects)
+            self._tb.add_scalar(f'{split}/{k}', v, int(step))
     return row
 
   def progress(self, step: int, **postfix: float) -> None:

@@ -126,3 +126,113 @@ def test_average_precision():
   # A duplicate of a matched box is a false positive.
   dup = [(np.array([[0, 0, .5, .5], [0, 0, .5, .5]]), np.array([0.9, 0.8]), np.array([0, 0]))]
   assert B.average_precision(dup, gt, num_classes=1)[0] == pytest.approx(0.5)
+
+
+def test_average_precision_difficult_rule():
+  a, b = [0, 0, .5, .5], [.5, .5, 1, 1]
+  gt = [(np.array([a, b]), np.array([0, 0]))]
+  dets = [(np.array([b, b, a, [0, .5, .4, 1]]), np.array([0.95, 0.9, 0.8, 0.7]),
+           np.zeros(4, int))]
+  # Box b is difficult: the two detections on it (a duplicate included) are
+  # neither TP nor FP and b is not counted: TP then FP, precision 1 at recall 1.
+  curve = B.precision_recall(dets, gt, 1, ignore=[np.array([False, True])])[0]
+  assert curve.n_gt == 1 and curve.ap == 1.0
+  np.testing.assert_allclose(curve.precision, [1.0, 0.5])
+  np.testing.assert_allclose(curve.recall, [1.0, 1.0])
+  np.testing.assert_allclose(curve.scores, [0.8, 0.7])
+  # Not difficult: TP, FP (duplicate), TP, FP: 1/2 x 1 + 1/2 x 2/3.
+  assert B.average_precision(dets, gt, 1)[0] == pytest.approx(5 / 6)
+  # Only difficult boxes: the class has no ground truth (NaN), as in VOC.
+  m, ap = B.average_precision(dets, gt, 1, ignore=[np.array([True, True])])
+  assert np.isnan(m) and np.isnan(ap[0])
+  with pytest.raises(ValueError, match='1 flags for 2'):
+    B.average_precision(dets, gt, 1, ignore=[np.array([True])])
+
+
+def _iou_scalar(p, q):
+  p, q = np.asarray(p, np.float32), np.asarray(q, np.float32)
+  h = max(min(p[2], q[2]) - max(p[0], q[0]), np.float32(0))
+  w = max(min(p[3], q[3]) - max(p[1], q[1]), np.float32(0))
+  area = lambda r: max(r[2] - r[0], np.float32(0)) * max(r[3] - r[1], np.float32(0))
+  union = area(p) + area(q) - h * w
+  return h * w / union if union > 0 else np.float32(0)
+
+
+def _ap_reference(dets, gts, num_classes, thr, ignore):
+  """VOC AP the slow way: one class, one detection, one ground-truth box at a time."""
+  ap = np.full(num_classes, np.nan)
+  for c in range(num_classes):
+    ranked, n_gt = [], 0
+    for img, ((_, ds, dc), (_, gc)) in enumerate(zip(dets, gts)):
+      n_gt += int(np.sum((gc == c) & ~ignore[img]))
+      ranked += [(-float(ds[k]), img, k) for k in range(len(dc)) if dc[k] == c]
+    if n_gt == 0:
+      continue
+    ranked.sort()  # by score, then image, then row: a stable sort's ties
+    used, tp = set(), []
+    for _, img, k in ranked:
+      gb, gc = gts[img]
+      best, j = -1.0, None
+      for g in range(len(gc)):  # the first best unmatched box of the class
+        if gc[g] == c and (img, g) not in used and _iou_scalar(dets[img][0][k], gb[g]) > best:
+          best, j = _iou_scalar(dets[img][0][k], gb[g]), g
+      if j is not None and best >= thr:
+        if ignore[img][j]:
+          continue  # a difficult box: neither TP nor FP, never used up
+        used.add((img, j))
+        tp.append(1.0)
+      else:
+        tp.append(0.0)
+    cum = np.cumsum(tp)
+    recall, precision = cum / n_gt, cum / np.arange(1, len(tp) + 1)
+    ap[c] = sum((recall[i] - (recall[i - 1] if i else 0.0)) * max(precision[i:])
+                for i in range(len(tp)))
+  return ap
+
+
+def _random_eval_set(seed, num_classes):
+  rng = np.random.default_rng(seed)
+  dets, gts, ignore = [], [], []
+  for _ in range(rng.integers(1, 12)):
+    g = int(rng.integers(0, 6))
+    lo = rng.uniform(0, 0.7, (g, 2))
+    gb = np.concatenate([lo, lo + rng.uniform(0.05, 0.3, (g, 2))], 1)
+    gc = rng.integers(0, num_classes, g)
+    pad = int(rng.integers(0, 3))  # padding rows, label -1
+    gb, gc = np.concatenate([gb, np.zeros((pad, 4))]), np.concatenate([gc, -np.ones(pad, int)])
+    d = int(rng.integers(0, 9))
+    src = rng.integers(0, max(len(gb), 1), d)
+    near = gb[src] if len(gb) else rng.uniform(0, 0.5, (d, 4))
+    db = near + rng.normal(0, 0.02, (d, 4)) * rng.integers(0, 2, (d, 1))  # some exact copies
+    lo = rng.uniform(0, 0.7, (d, 2))
+    far = rng.random(d) < 0.3
+    db[far] = np.concatenate([lo, lo + rng.uniform(0.05, 0.3, (d, 2))], 1)[far]
+    dc = rng.integers(0, num_classes, d)
+    right = (rng.random(d) < 0.7) & (gc[src] >= 0 if len(gc) else False)
+    dc[right] = gc[src][right] if len(gc) else dc[right]
+    dets.append((db.astype(np.float32), np.round(rng.random(d), 1), dc))  # score ties on purpose
+    gts.append((gb.astype(np.float32), gc))
+    ignore.append(rng.random(len(gc)) < 0.25)
+  return dets, gts, ignore
+
+
+@hypothesis.given(st.integers(0, 2**32 - 1), st.sampled_from([0.3, 0.5, 0.7]), st.booleans())
+def test_average_precision_matches_the_slow_reference(seed, thr, difficult):
+  dets, gts, ignore = _random_eval_set(seed, num_classes=3)
+  if not difficult:
+    ignore = [np.zeros_like(i) for i in ignore]
+  m, ap = B.average_precision(dets, gts, 3, iou_threshold=thr,
+                              ignore=ignore if difficult else None)
+  ref = _ap_reference(dets, gts, 3, thr, ignore)
+  np.testing.assert_allclose(ap, ref, rtol=1e-12, atol=1e-15)  # NaN where no ground truth
+  assert np.isnan(m) if np.all(np.isnan(ref)) else m == pytest.approx(np.nanmean(ref))
+
+
+def test_average_precision_is_the_same_in_any_chunking(monkeypatch):
+  dets, gts, ignore = _random_eval_set(7, num_classes=4)
+  whole = B.precision_recall(dets, gts, 4, ignore=ignore)
+  monkeypatch.setattr(B, '_MATCH_BLOCK', 1)  # one image per chunk
+  for a, b in zip(whole, B.precision_recall(dets, gts, 4, ignore=ignore)):
+    np.testing.assert_array_equal(a.precision, b.precision)
+    np.testing.assert_array_equal(a.recall, b.recall)
+    assert a.n_gt == b.n_gt and (a.ap == b.ap or np.isnan(a.ap) and np.isnan(b.ap))

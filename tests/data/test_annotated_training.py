@@ -1,0 +1,115 @@
+"""YOLO and FCN train from every annotated-data format, with no code change: COCO, VOC,
+a mask folder and tfds (mock), two steps each; COCO and the mask folder through the CLI."""
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from cnn_jax.train import loop
+from cnn_jax.train.logging import read_metrics
+from tests.data import annotated_files as files
+from tests.tasks.configs import cli_overrides, tiny
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+@pytest.fixture(scope='module')
+def datasets(tmp_path_factory):
+  base = tmp_path_factory.mktemp('annotated')
+  for split, n, seed in (('train', 8, 0), ('val', 4, 1)):
+    files.write_coco(base / 'coco', split, n, seed)
+    files.write_voc(base / 'voc', split, n, seed)
+    files.write_mask_folder(base / 'masks', split, n, seed)
+  return base
+
+
+def _data(config, name, root='', **extra):
+  config.data.name, config.data.root = name, str(root)
+  config.data.train_split, config.data.eval_split = 'train', 'val'
+  config.data.max_boxes = 4
+  config.data.update(extra)
+
+
+def _two_steps(config, workdir):
+  config.num_steps, config.eval_every, config.log_every, config.checkpoint_every = 2, 0, 1, 2
+  config.num_devices, config.schedule.warmup_steps = 1, 0
+  config.batch_size = config.eval_batch_size = 4
+  return loop.train_and_evaluate(config, workdir, quiet=True)
+
+
+def _check(result, config_name):
+  assert result['steps'] == 2 and math.isfinite(result['train']['loss'])
+  m = result['eval']
+  headline = m[{'detect': 'mAP50', 'segment': 'mean_iou'}[config_name]]
+  assert 0.0 <= headline <= 1.0 or math.isnan(headline)
+  if config_name == 'detect':
+    assert 'coco_AP' in m and 'coco_AP50' in m  # COCOeval ran, in original pixels
+
+
+@pytest.mark.parametrize('config_name,name', [('detect', 'voc'), ('segment', 'voc'),
+                                              ('segment', 'coco')])
+def test_trains_from_files(datasets, tmp_path, config_name, name):
+  c = tiny(config_name)
+  _data(c, name, datasets / {'voc': 'voc', 'coco': 'coco'}[name])
+  result = _two_steps(c, tmp_path)
+  _check(result, config_name)
+  if name == 'voc':
+    want = 21 if config_name == 'segment' else 20  # + background
+    assert result['eval'].get('count', 4) == 4
+    assert len([k for k in result['eval'] if k.startswith(('iou_', 'ap50_'))]) == want
+
+
+@pytest.mark.parametrize('config_name,tfds_name', [('detect', 'voc/2007'),
+                                                   ('segment', 'oxford_iiit_pet')])
+def test_trains_from_tfds(tmp_path, config_name, tfds_name):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  c = tiny(config_name)
+  _data(c, 'tfds', tfds_name=tfds_name)
+  c.data.eval_split = 'test'
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    result = _two_steps(c, tmp_path)
+  _check(result, config_name)
+
+
+def _cli_env():
+  # This process's XLA flags and compile cache, so the CLI reuses compiled programs.
+  return dict(os.environ, JAX_PLATFORMS='cpu',
+              CNN_JAX_COMPILATION_CACHE=jax.config.jax_compilation_cache_dir)
+
+
+@pytest.mark.parametrize('config_name,name,folder', [('detect', 'coco', 'coco'),
+                                                     ('segment', 'mask_folder', 'masks')])
+def test_trains_through_the_cli(datasets, tmp_path, config_name, name, folder):
+  args = [sys.executable, '-m', 'cnn_jax.main', f'--config=configs/{config_name}.py',
+          f'--workdir={tmp_path}', '--quiet', *cli_overrides(config_name),
+          f'--config.data.name={name}', f'--config.data.root={datasets / folder}',
+          '--config.data.train_split=train', '--config.data.eval_split=val',
+          '--config.data.max_boxes=4', '--config.num_steps=2', '--config.eval_every=0',
+          '--config.num_devices=1', '--config.schedule.warmup_steps=0',
+          '--config.batch_size=4', '--config.eval_batch_size=4']
+  if name == 'coco':
+    args += ['--config.data.train_ann=annotations/instances_train.json',
+             f'--config.data.eval_ann={datasets / folder / "annotations/instances_val.json"}']
+  r = subprocess.run(args, cwd=ROOT, env=_cli_env(), capture_output=True, text=True,
+                     timeout=300)
+  assert r.returncode == 0, r.stderr
+  assert 'after 2 steps' in r.stdout, r.stdout
+  if name == 'coco':
+    assert 'COCO AP' in r.stdout
+    evals = read_metrics(tmp_path / 'metrics.jsonl')['eval']
+    assert evals[-1]['count'] == 4 and 'coco_APs' in evals[-1]
+
+
+def test_missing_root_and_size_are_one_line_errors():
+  from cnn_jax.train.config import validate
+  c = tiny('detect')
+  c.data.name = 'coco'
+  with pytest.raises(ValueError, match='data.name=coco needs data.root=DIR'):
+    validate(c)
+  c.data.root, c.data.image_size = '/data/coco', 0
+  with pytest.raises(ValueError, match='needs a fixed data.image_size'):
+    validate(c)
