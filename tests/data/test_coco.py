@@ -199,19 +199,15 @@ def test_not_coco_names_missing_key(root, key):
     _load(root)
 
 
-def test_annotation_of_unknown_image(root):
+@pytest.mark.parametrize('index,key,value,match', [
+    (0, 'image_id', 999, r'annotation 1 .*image_id 999'),
+    (1, 'category_id', 55, r'annotation 2 .*category_id 55'),
+], ids=['unknown_image', 'unknown_category'])
+def test_annotation_pointing_nowhere(root, index, key, value, match):
   spec = _spec()
-  spec['annotations'][0]['image_id'] = 999
+  spec['annotations'][index][key] = value
   _write(root, spec)
-  with pytest.raises(ValueError, match=r'instances_train\.json: annotation 1 .*image_id 999'):
-    _load(root)
-
-
-def test_unknown_category(root):
-  spec = _spec()
-  spec['annotations'][1]['category_id'] = 55
-  _write(root, spec)
-  with pytest.raises(ValueError, match=r'instances_train\.json: annotation 2 .*category_id 55'):
+  with pytest.raises(ValueError, match=r'instances_train\.json: ' + match):
     _load(root)
 
 
