@@ -23,6 +23,7 @@ import numpy as np
 
 from cnn_jax.evaluation.report import per_class_table, plot_pr_curves
 from cnn_jax.ops import boxes as box_ops
+from cnn_jax.tasks.detection import per_image
 from cnn_jax.train.restore import load_run
 from experiments.cli import report_main
 
@@ -62,12 +63,9 @@ def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 8) 
   run = load_run(workdir, which)
   metrics, rows = run.evaluate()
   names = run.task.class_names
-  every = [(b[v], s[v], c[v]) for b, s, c, v in zip(rows['boxes'], rows['scores'],
-                                                     rows['classes'], rows['valid'])]
-  curves = box_ops.precision_recall(every, list(zip(rows['gt_boxes'], rows['gt_labels'])),
-                                    len(names), iou_threshold=float(run.config.task.ap_iou),
-                                    ignore=list(rows['box_difficult'])
-                                    if 'box_difficult' in rows else None)
+  dets, gts, difficult = per_image(rows)
+  curves = box_ops.precision_recall(dets, gts, len(names), ignore=difficult,
+                                    iou_threshold=float(run.config.task.ap_iou))
   workdir = pathlib.Path(workdir)
   plot_pr_curves(curves, names, workdir / 'pr_curves.png',
                  title=f'precision-recall at IoU {run.config.task.ap_iou}')
@@ -84,10 +82,7 @@ def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 8) 
              'test_images': int(metrics['count']), 'test_objects': int(metrics['objects']),
              'params': run.num_params}
   k = min(pictures, len(run.eval))
-  dets = [(b[v], s[v], c[v]) for b, s, c, v in zip(rows['boxes'][:k], rows['scores'][:k],
-                                                     rows['classes'][:k], rows['valid'][:k])]
-  gts = list(zip(rows['gt_boxes'][:k], rows['gt_labels'][:k]))
-  draw(run.eval.images[:k], dets, gts, names, workdir / 'detections.png')
+  draw(run.eval.images[:k], dets[:k], gts[:k], names, workdir / 'detections.png')
   (workdir / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
   (workdir / 'results.md').write_text(results_table(results) + '\n')
   return results

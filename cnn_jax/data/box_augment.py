@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-IGNORE_INDEX = 255
+from cnn_jax.data.annotations import IGNORE
 
 
 def _check_scale(scale: Sequence[float]) -> tuple[float, float]:
@@ -96,7 +96,7 @@ def _area(boxes: jax.Array) -> jax.Array:
 def scale_crop(key: jax.Array, image: jax.Array, boxes: jax.Array | None = None,
                labels: jax.Array | None = None, mask: jax.Array | None = None, *,
                scale: Sequence[float] = (0.5, 1.5), min_visible: float = 0.3,
-               ignore_index: int = IGNORE_INDEX
+               ignore_index: int = IGNORE
                ) -> tuple[jax.Array, jax.Array | None, jax.Array | None, jax.Array | None]:
   """Random zoom (in: crop and enlarge; out: shrink and pad) at a random offset; same size.
 
@@ -148,7 +148,7 @@ def scale_crop(key: jax.Array, image: jax.Array, boxes: jax.Array | None = None,
 
 def letterbox(image: jax.Array, hw: jax.Array, size: int | tuple[int, int],
               boxes: jax.Array | None = None, mask: jax.Array | None = None, *,
-              ignore_index: int = IGNORE_INDEX
+              ignore_index: int = IGNORE
               ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
   """On-device letterbox: the valid top-left ``hw`` region scaled (aspect kept) into ``size``.
 
@@ -204,7 +204,7 @@ _FIELDS = ('image', 'boxes', 'box_labels', 'segmentation')
 
 def random_scale_crop(keys: jax.Array, batch: dict[str, jax.Array], *,
                       scale: Sequence[float] = (0.5, 1.5), min_visible: float = 0.3,
-                      fields: Sequence[str] = _FIELDS, ignore_index: int = IGNORE_INDEX
+                      fields: Sequence[str] = _FIELDS, ignore_index: int = IGNORE
                       ) -> dict[str, jax.Array]:
   """:func:`scale_crop` of every example, one draw per key for all its fields.
 
@@ -241,7 +241,7 @@ def random_scale_crop(keys: jax.Array, batch: dict[str, jax.Array], *,
 
 
 def resize_to(batch: dict[str, jax.Array], size: int | tuple[int, int],
-              hw: jax.Array | None = None, *, ignore_index: int = IGNORE_INDEX
+              hw: jax.Array | None = None, *, ignore_index: int = IGNORE
               ) -> dict[str, jax.Array]:
   """:func:`letterbox` of every example to ``size`` (multi-scale training).
 

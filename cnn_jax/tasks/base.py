@@ -38,6 +38,7 @@ import numpy as np
 from jax import lax
 
 from cnn_jax.data import box_augment
+from cnn_jax.data.annotations import IGNORE
 from cnn_jax.data.build import load_split
 from cnn_jax.data.dataset import ArrayDataset, holdout_split
 
@@ -155,7 +156,7 @@ def random_flip(keys: jax.Array, batch: Batch,
 
 
 def augment_annotated(task: Task, keys: jax.Array, batch: Batch, *,
-                      ignore_index: int = box_augment.IGNORE_INDEX) -> Batch:
+                      ignore_index: int = IGNORE) -> Batch:
   """The augment of detection and segmentation: flip (``augment.flip``), then zoom-crop.
 
   ``augment.scale_crop`` ``(min, max)`` (empty: off) applies

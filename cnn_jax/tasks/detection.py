@@ -59,6 +59,20 @@ def anchor_sizes(boxes: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -
   return centres[np.argsort(centres.prod(1))].astype(np.float32)
 
 
+def per_image(rows: dict[str, np.ndarray]) -> tuple[list, list, list | None]:
+  """The eval rows as :func:`cnn_jax.ops.boxes.average_precision` takes them.
+
+  Returns:
+    ``(detections, ground_truth, ignore)``: per image ``(boxes, scores,
+    classes)`` of the valid detections, ``(gt_boxes, gt_labels)``, and the
+    ``box_difficult`` flags (None without them).
+  """
+  dets = [(b[v], s[v], c[v]) for b, s, c, v in
+          zip(rows['boxes'], rows['scores'], rows['classes'], rows['valid'])]
+  gts = list(zip(rows['gt_boxes'], rows['gt_labels']))
+  return dets, gts, list(rows['box_difficult']) if 'box_difficult' in rows else None
+
+
 # What real data adds for evaluation (cnn_jax/data/annotations.py), passed to the host as rows.
 EVAL_FIELDS = ('box_crowd', 'box_difficult', 'image_id', 'image_scale', 'orig_hw')
 
@@ -132,11 +146,8 @@ class Detection(Task):
 
   def eval_metrics(self, sums, rows):
     del sums
-    dets = [(b[v], s[v], c[v]) for b, s, c, v in
-            zip(rows['boxes'], rows['scores'], rows['classes'], rows['valid'])]
-    gts = list(zip(rows['gt_boxes'], rows['gt_labels']))
+    dets, gts, difficult = per_image(rows)
     num_classes = len(self.class_names)
-    difficult = list(rows['box_difficult']) if 'box_difficult' in rows else None
     m_ap, ap = box_ops.average_precision(dets, gts, num_classes, ignore=difficult,
                                          iou_threshold=float(self.t.ap_iou))
     out = {'mAP50': float(m_ap)}
