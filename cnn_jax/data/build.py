@@ -18,9 +18,10 @@ def load_split(data: Any, split: str, *, seed: int = 0,
     data: the ``config.data`` ConfigDict (see :mod:`cnn_jax.train.config`).
     split: split name, e.g. ``data.train_split``.
     seed: the synthetic set's generation seed and the few-shot draw's seed.
-    wants: the annotations the task reads, ``'boxes'`` and/or ``'masks'``
-      (a task's ``wants``): what a reader of annotated data loads (VOC's
-      detection or segmentation lists; tfds detection or segmentation sets).
+    wants: the annotations the task reads, ``'boxes'``, ``'masks'`` and/or
+      ``'instance_masks'`` (a task's ``wants``): what a reader of annotated
+      data loads (VOC's detection or segmentation lists; tfds detection or
+      segmentation sets; one mask per box from COCO and the synthetic scenes).
   """
   ds = _load(data, split, seed, tuple(wants))
   if data.get('classes'):
@@ -37,7 +38,8 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
     return load_synthetic('train' if is_train else 'test',
                           num_examples=data.num_train if is_train else data.num_eval,
                           image_size=data.image_size, num_classes=data.num_classes, seed=seed,
-                          objects_per_image=_objects(data.get('objects_per_image', (1, 1))))
+                          objects_per_image=_objects(data.get('objects_per_image', (1, 1))),
+                          instance_masks=data.instance_masks or 'instance_masks' in wants)
   if data.name == 'image_folder':
     from cnn_jax.data.image_folder import load_image_folder
     return load_image_folder(data.root, split, image_size=data.image_size or None,
@@ -48,7 +50,8 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
   if data.name == 'coco':
     from cnn_jax.data.coco import load_coco
     return load_coco(data.root, split, ann_file=_ann_file(data, split) or None,
-                     masks='masks' in wants, instance_masks=data.instance_masks, **common)
+                     masks='masks' in wants,
+                     instance_masks=data.instance_masks or 'instance_masks' in wants, **common)
   if data.name == 'voc':
     from cnn_jax.data.voc import load_voc
     return load_voc(data.root, split, segmentation='masks' in wants and 'boxes' not in wants,

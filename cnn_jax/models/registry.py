@@ -29,6 +29,7 @@ from cnn_jax.models.fcn import FCN
 from cnn_jax.models.functional import Functional
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.lenet import LeNet5
+from cnn_jax.models.rcnn import RCNN, TwoStageDetector
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
 from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.speednet import SpeedNet
@@ -56,6 +57,36 @@ def embedding(backbone: str = 'cifar_resnet', dim: int = 128,
   return Embedding(backbone=net)
 
 
+def two_stage(backbone: str = 'resnet50', backbone_kwargs: Mapping[str, Any] | None = None,
+              num_classes: int = 90, conv_impl: str = 'lax', dtype: Any = None,
+              axis_name: str | None = None, **detector: Any) -> TwoStageDetector:
+  """Fast / Faster / Mask R-CNN on the zoo's ``backbone`` (``features_only``, ``backbone_kwargs``).
+
+  ``detector``: any :class:`~cnn_jax.models.rcnn.TwoStageDetector` field.
+  """
+  net = get_model(backbone, features_only=True, conv_impl=conv_impl, dtype=dtype,
+                  axis_name=axis_name, **dict(backbone_kwargs or {}))
+  return TwoStageDetector(backbone=net, num_classes=num_classes, conv_impl=conv_impl,
+                          dtype=dtype, **detector)
+
+
+def rcnn(backbone: str = 'alexnet', backbone_kwargs: Mapping[str, Any] | None = None,
+         num_classes: int = 20, conv_impl: str = 'lax', dtype: Any = None,
+         axis_name: str | None = None, **detector: Any) -> RCNN:
+  """R-CNN: the zoo classifier ``backbone`` scores each warped proposal (5 (C + 1) outputs).
+
+  ``detector``: any :class:`~cnn_jax.models.rcnn.RCNN` field.
+  """
+  extra = {'axis_name': axis_name} if 'axis_name' in model_fields(backbone) else {}
+  net = get_model(backbone, num_classes=5 * (num_classes + 1), conv_impl=conv_impl, dtype=dtype,
+                  **extra, **dict(backbone_kwargs or {}))
+  return RCNN(classifier=net, num_classes=num_classes, dtype=dtype, **detector)
+
+
+# A builder's **kwargs go to this module class: its fields are the builder's arguments too.
+two_stage.passes_to = TwoStageDetector
+rcnn.passes_to = RCNN
+
 _MODELS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     'lenet5': (LeNet5, {'variant': 'seed'}),
     'lenet5_classic': (LeNet5, {'variant': 'classic'}),
@@ -73,6 +104,13 @@ _MODELS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     'yolo': (YOLO, {}),
     **{f'fcn{v}': (fcn, {'variant': v}) for v in ('32s', '16s', '8s')},
     'embedding': (embedding, {}),
+    'faster_rcnn': (two_stage, {}),
+    'mask_rcnn': (two_stage, {'masks': True}),
+    # Girshick 2015: VGG-16's stride-16 map, RoIPool, external proposals (here the fixed grid).
+    'fast_rcnn': (two_stage, {'backbone': 'vgg16', 'taps': ('pool4',), 'fpn_channels': 0,
+                              'proposals': 'fixed', 'roi_op': 'pool',
+                              'anchor_sizes': ((64, 128, 256),), 'representation': 4096}),
+    'rcnn': (rcnn, {'crop_size': 227}),
 }
 
 
@@ -92,7 +130,11 @@ def _fields(builder: Callable[..., Any]) -> list[str]:
     return [f.name for f in dataclasses.fields(builder)
             if f.init and f.name not in ('parent', 'name')]
   params = inspect.signature(builder).parameters.values()
-  return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+  names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+  if hasattr(builder, 'passes_to'):  # the module class its **kwargs build
+    names += [f for f in _fields(builder.passes_to)
+              if f not in names and f not in ('backbone', 'classifier')]
+  return names
 
 
 def _lookup(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:

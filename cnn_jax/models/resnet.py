@@ -38,6 +38,8 @@ class ResNet(nn.Module):
 
   ``features_only=True`` returns ``{'layer1': ..., 'layer4': ...}``, each stage's
   output (strides 4, 8, 16, 32), and has no ``fc`` (dense prediction heads).
+  ``frozen_bn=True`` makes every BatchNorm torchvision's ``FrozenBatchNorm2d``
+  (the detection backbones': scale and bias become ``batch_stats``).
   """
   depth: int = 50
   num_classes: int = 1000
@@ -46,6 +48,7 @@ class ResNet(nn.Module):
   dtype: Any = None
   axis_name: str | None = None
   features_only: bool = False
+  frozen_bn: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -53,7 +56,8 @@ class ResNet(nn.Module):
       raise ValueError(f'ImageNet ResNet depth must be one of {sorted(IMAGENET_STAGES)}, '
                        f'got {self.depth}.')
     kind, stages = IMAGENET_STAGES[self.depth]
-    common = dict(conv_impl=self.conv_impl, dtype=self.dtype, axis_name=self.axis_name)
+    common = dict(conv_impl=self.conv_impl, dtype=self.dtype, axis_name=self.axis_name,
+                  frozen_bn=self.frozen_bn)
     x = cast(x, self.dtype)
     x = ConvBN(features=self.width, kernel_size=7, strides=2, name='stem', **common)(x, train)
     x = pool.max_pool(x, 3, stride=2, padding=1)

@@ -72,6 +72,13 @@ _LEAF_NAMES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias', 'mean': 'r
                'var': 'running_var'}
 
 
+# Special layouts a TorchKey can mark: 'deltas', outputs in groups of 4 box deltas
+# (torchvision's dx, dy, dw, dh; ours dy, dx, dh, dw); 'conv_transpose', a
+# ConvTranspose2d weight (I, O, kh, kw) for our (kh, kw, I, O).
+LAYOUTS = (None, 'deltas', 'conv_transpose')
+_DELTA_SWAP = np.array([1, 0, 3, 2])
+
+
 class TorchKey(str):
   """A file key (a plain ``str``) that can carry the (C, H, W) order of a linear layer's input.
 
@@ -80,14 +87,19 @@ class TorchKey(str):
   feature map; loading permutes its input axis into our (H, W, C) order.
   """
   chw: tuple[int, int, int] | None
+  layout: str | None
 
-  def __new__(cls, key: str, chw: tuple[int, int, int] | None = None) -> TorchKey:
+  def __new__(cls, key: str, chw: tuple[int, int, int] | None = None,
+              layout: str | None = None) -> TorchKey:
+    if layout not in LAYOUTS:
+      raise ValueError(f'TorchKey layout must be one of {LAYOUTS}, got {layout!r}.')
     self = super().__new__(cls, key)
     self.chw = None if chw is None else tuple(int(d) for d in chw)
+    self.layout = layout
     return self
 
   def __repr__(self) -> str:
-    return f'TorchKey({str(self)!r}, chw={self.chw})'
+    return f'TorchKey({str(self)!r}, chw={self.chw}, layout={self.layout})'
 
 
 # --------------------------------------------------------------------------- files
@@ -131,7 +143,10 @@ def flat_paths(variables: Variables) -> dict[str, Any]:
 
 
 def _leaf_name(collection: str, leaf: str, path: str) -> str:
-  if (collection == 'batch_stats') != (leaf in ('mean', 'var')) or leaf not in _LEAF_NAMES:
+  # A frozen BatchNorm keeps scale and bias with its statistics (as torchvision's buffers).
+  frozen_affine = collection == 'batch_stats' and leaf in ('scale', 'bias')
+  if ((collection == 'batch_stats') != (leaf in ('mean', 'var')) and not frozen_affine
+      or leaf not in _LEAF_NAMES):
     raise ValueError(f'no torchvision name for variable {path!r}: unexpected leaf {leaf!r} in '
                      f'collection {collection!r}; pass your own names mapping to load_into.')
   return _LEAF_NAMES[leaf]
@@ -260,10 +275,79 @@ def _module_names(variables: Variables, modules: Mapping[str, str],
   return names
 
 
+_RCNN_MODULES = {
+    ('rpn_head', 'conv'): 'rpn.head.conv.0.0', ('rpn_head', 'cls_logits'): 'rpn.head.cls_logits',
+    ('rpn_head', 'bbox_pred'): 'rpn.head.bbox_pred',
+    ('box_head', 'fc6'): 'roi_heads.box_head.fc6', ('box_head', 'fc7'): 'roi_heads.box_head.fc7',
+    ('box_predictor', 'cls_score'): 'roi_heads.box_predictor.cls_score',
+    ('box_predictor', 'bbox_pred'): 'roi_heads.box_predictor.bbox_pred',
+    ('mask_predictor', 'conv5_mask'): 'roi_heads.mask_predictor.conv5_mask',
+    ('mask_predictor', 'mask_logits'): 'roi_heads.mask_predictor.mask_logits',
+}
+_RCNN_NUMBERED = {'fpn': re.compile(r'(inner_blocks|layer_blocks)_(\d+)$'),
+                  'mask_head': re.compile(r'mask_fcn(\d+)$')}
+
+
+def torchvision_rcnn_names(variables: Variables) -> dict[str, str]:
+  """Maps :class:`~cnn_jax.models.rcnn.TwoStageDetector` (ResNet backbone) to torchvision keys.
+
+  The keys of ``fasterrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn`` state
+  dicts (torchvision >= 0.13): ``backbone/...`` -> ``backbone.body.`` + the
+  ResNet names (:func:`torchvision_resnet_names`; frozen BatchNorm affines are
+  ``batch_stats``, as torchvision's buffers), ``fpn/inner_blocks_i`` ->
+  ``backbone.fpn.inner_blocks.i.0`` (``layer_blocks`` likewise),
+  ``rpn_head/conv`` -> ``rpn.head.conv.0.0``, ``rpn_head/{cls_logits,bbox_pred}``,
+  ``box_head/{fc6,fc7}`` (fc6's input in torch's (C, 7, 7) flatten order),
+  ``box_predictor/{cls_score,bbox_pred}``, ``mask_head/mask_fcn{i}`` ->
+  ``roi_heads.mask_head.{i-1}.0``, ``mask_predictor/{conv5_mask,mask_logits}``.
+  Box-delta outputs are reordered from torchvision's (dx, dy, dw, dh) to ours
+  and the transposed conv's (I, O, kh, kw) weight to ours.
+  """
+  names = {}
+  body = {c: v['backbone'] for c, v in variables.items() if 'backbone' in v}
+  for path, key in torchvision_resnet_names(body).items():
+    collection, rest = path.split('/', 1)
+    names[f'{collection}/backbone/{rest}'] = f'backbone.body.{key}'
+  params = variables['params']
+  for path in flat_paths({'params': {k: v for k, v in params.items() if k != 'backbone'}}):
+    _, top, *mods, leaf = path.split('/')
+    attr = _leaf_name('params', leaf, path)
+    if top in _RCNN_NUMBERED and len(mods) == 1 and (m := _RCNN_NUMBERED[top].match(mods[0])):
+      prefix = (f'backbone.fpn.{m[1]}.{m[2]}.0' if top == 'fpn'
+                else f'roi_heads.mask_head.{int(m[1]) - 1}.0')
+    elif len(mods) == 1 and (top, mods[0]) in _RCNN_MODULES:
+      prefix = _RCNN_MODULES[top, mods[0]]
+    else:
+      raise ValueError(f'variable {path!r} has no torchvision name in a two-stage detector; '
+                       'pass your own names mapping to load_into.')
+    layout = ('deltas' if mods[0] == 'bbox_pred' else
+              'conv_transpose' if mods[0] == 'conv5_mask' and leaf == 'kernel' else None)
+    chw = None
+    if (top, mods[0]) == ('box_head', 'fc6') and leaf == 'kernel':
+      c = params['fpn']['layer_blocks_0']['kernel'].shape[-1] if 'fpn' in params else None
+      if c is None:
+        raise ValueError('torchvision names exist for the FPN detectors only (fc6 follows a '
+                         'flatten of the FPN channels); pass your own names mapping.')
+      side = math.isqrt(params['box_head']['fc6']['kernel'].shape[0] // c)
+      chw = (c, side, side)
+    key = f'{prefix}.{attr}'
+    names[path] = TorchKey(key, chw, layout) if chw or layout else key
+  return names
+
+
 # --------------------------------------------------------------------------- layouts
 
 def _chw(key: str) -> tuple[int, int, int] | None:
   return getattr(key, 'chw', None)
+
+
+def _layout(key: str) -> str | None:
+  return getattr(key, 'layout', None)
+
+
+def _delta_order(n: int) -> np.ndarray:
+  """The (self-inverse) permutation of n outputs between torchvision's and our delta order."""
+  return (np.arange(n).reshape(-1, 4)[:, _DELTA_SWAP]).reshape(-1)
 
 
 def to_torch_layout(ours: np.ndarray, key: str = '') -> np.ndarray:
@@ -274,6 +358,10 @@ def to_torch_layout(ours: np.ndarray, key: str = '') -> np.ndarray:
   from our (H, W, C) flatten order to torch's (C, H, W). Others are returned as is.
   """
   ours = np.asarray(ours)
+  if _layout(key) == 'deltas':  # output axis: last of ours
+    ours = ours[..., _delta_order(ours.shape[-1])]
+  if ours.ndim == 4 and _layout(key) == 'conv_transpose':
+    return np.ascontiguousarray(ours.transpose(2, 3, 0, 1))
   if ours.ndim == 4:
     return np.ascontiguousarray(ours.transpose(3, 2, 0, 1))
   if ours.ndim == 2 and (chw := _chw(key)) is not None:
@@ -288,6 +376,10 @@ def to_torch_layout(ours: np.ndarray, key: str = '') -> np.ndarray:
 def from_torch_layout(theirs: np.ndarray, key: str = '') -> np.ndarray:
   """Torch's layout -> ours, the inverse of :func:`to_torch_layout` (possibly a view)."""
   theirs = np.asarray(theirs)
+  if _layout(key) == 'deltas':  # output axis: first of theirs
+    theirs = theirs[_delta_order(theirs.shape[0])]
+  if theirs.ndim == 4 and _layout(key) == 'conv_transpose':
+    return theirs.transpose(2, 3, 0, 1)
   if theirs.ndim == 4:
     return theirs.transpose(2, 3, 1, 0)
   if theirs.ndim == 2 and (chw := _chw(key)) is not None:
@@ -299,7 +391,9 @@ def from_torch_layout(theirs: np.ndarray, key: str = '') -> np.ndarray:
   return theirs
 
 
-def _torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+def _torch_shape(shape: tuple[int, ...], key: str = '') -> tuple[int, ...]:
+  if len(shape) == 4 and _layout(key) == 'conv_transpose':
+    return (shape[2], shape[3], shape[0], shape[1])
   if len(shape) == 4:
     return (shape[3], shape[2], shape[0], shape[1])
   if len(shape) == 2:
@@ -356,7 +450,7 @@ def load_into(variables: Variables, flat: Mapping[str, np.ndarray], names: Mappi
     leaf = paths[path]
     want = tuple(leaf.shape)
     theirs = np.asarray(flat[key])
-    expected = _torch_shape(want)
+    expected = _torch_shape(want, key)
     chw = _chw(key)
     if theirs.shape != expected or (chw is not None and math.prod(chw) != want[0]):
       extra = f' with chw={chw}' if chw is not None else ''
@@ -397,7 +491,8 @@ def export_flat(variables: Variables, names: Mapping[str, str]) -> Flat:
 # --------------------------------------------------------------------------- by model name
 
 _FAMILIES = {'resnet': torchvision_resnet_names, 'vgg': torchvision_vgg_names,
-             'alexnet': torchvision_alexnet_names}
+             'alexnet': torchvision_alexnet_names, 'faster_rcnn': torchvision_rcnn_names,
+             'mask_rcnn': torchvision_rcnn_names}
 
 
 def names_for(model_name: str, variables: Variables) -> dict[str, str]:

@@ -82,7 +82,8 @@ class Conv(Spec):
   """Convolution, (N, H, W, C_in) -> (N, H', W', features).
 
   ``padding=None`` pads ``dilation * (k // 2)``. Params ``{'kernel': (k, k,
-  C_in // groups, features)[, 'bias': (features,)]}``: He-normal kernel, zero
+  C_in // groups, features)[, 'bias': (features,)]}``: He-normal kernel (or
+  normal with ``kernel_std``, as torchvision's detection heads' 0.01), zero
   bias; no state.
   """
   features: int
@@ -93,11 +94,13 @@ class Conv(Spec):
   groups: int = 1
   dilation: int = 1
   conv_impl: Impl = dataclasses.field(default='lax', kw_only=True)
+  kernel_std: float | None = dataclasses.field(default=None, kw_only=True)
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
     k = self.kernel_size
-    return _with_bias({'kernel': _he_normal(key, (k, k, c_in // self.groups, self.features),
-                                            self.param_dtype)}, self), {}
+    shape = (k, k, c_in // self.groups, self.features)
+    return _with_bias({'kernel': _kernel_init(self, _he_normal)(key, shape, self.param_dtype)},
+                      self), {}
 
   def apply(self, params: Tree, state: Tree, x: jax.Array, *,
             train: bool = False) -> tuple[jax.Array, Tree]:
@@ -108,6 +111,12 @@ class Conv(Spec):
     y = conv_ops.conv2d(x, w, params.get('bias'), stride=self.strides, padding=padding,
                         dilation=self.dilation, groups=self.groups, impl=self.conv_impl)
     return y, state
+
+
+def _kernel_init(spec: Conv | Dense, default: Callable) -> Callable:
+  if spec.kernel_std is None:
+    return default
+  return jax.nn.initializers.normal(spec.kernel_std)
 
 
 def _with_bias(params: Tree, spec: Conv | Dense) -> Tree:
@@ -121,14 +130,15 @@ def _with_bias(params: Tree, spec: Conv | Dense) -> Tree:
 class Dense(Spec):
   """(..., d_in) -> (..., features); params ``{'kernel': (d_in, features)[, 'bias']}``.
 
-  LeCun-normal kernel, zero bias; no state.
+  LeCun-normal kernel (or normal with ``kernel_std``), zero bias; no state.
   """
   features: int
   use_bias: bool = True
+  kernel_std: float | None = dataclasses.field(default=None, kw_only=True)
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
-    return _with_bias({'kernel': _lecun_normal(key, (c_in, self.features),
-                                               self.param_dtype)}, self), {}
+    init = _kernel_init(self, _lecun_normal)
+    return _with_bias({'kernel': init(key, (c_in, self.features), self.param_dtype)}, self), {}
 
   def apply(self, params: Tree, state: Tree, x: jax.Array, *,
             train: bool = False) -> tuple[jax.Array, Tree]:
@@ -145,17 +155,30 @@ class BatchNorm(Spec):
 
   Params ``{'scale', 'bias'}`` and state ``{'mean', 'var'}``, each (C,).
   ``momentum=0.9`` is PyTorch's ``momentum=0.1``.
+
+  ``frozen=True`` is torchvision's ``FrozenBatchNorm2d`` (the detection
+  backbones'): a fixed affine map from the running statistics, in training
+  too. Its scale and bias are then state, not params (torchvision keeps them
+  as buffers), so they get no gradient, no weight decay and are not counted
+  as parameters.
   """
   momentum: float = 0.9
   epsilon: float = 1e-5
   axis_name: str | None = None
+  frozen: bool = False
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
     del key  # identity transform: nothing random
-    return batch_norm_init(c_in, self.param_dtype)
+    params, state = batch_norm_init(c_in, self.param_dtype)
+    return ({}, {**params, **state}) if self.frozen else (params, state)
 
   def apply(self, params: Tree, state: Tree, x: jax.Array, *,
             train: bool) -> tuple[jax.Array, Tree]:
+    if self.frozen:
+      affine = {'scale': state['scale'], 'bias': state['bias']}
+      y, _ = batch_norm(affine, {'mean': state['mean'], 'var': state['var']},
+                        cast(x, self.dtype), train=False, eps=self.epsilon)
+      return y, state
     return batch_norm(params, state, cast(x, self.dtype), train=train, momentum=self.momentum,
                       eps=self.epsilon, axis_name=self.axis_name)
 
@@ -167,9 +190,11 @@ class ConvBlock(Spec):
   Attributes:
     conv_impl: ``'lax'`` or a from-scratch ``'einsum'`` convolution.
     axis_name: device axis BatchNorm averages its statistics over, or None.
+    frozen_bn: every BatchNorm is frozen (:class:`BatchNorm` ``frozen``).
   """
   conv_impl: Impl = 'lax'
   axis_name: str | None = None
+  frozen_bn: bool = False
 
   def _conv_bn(self, features: int, kernel_size: int, strides: int = 1, padding: Any = None,
                act: Callable | None = None, bn_eps: float = 1e-5) -> ConvBN:
@@ -197,18 +222,18 @@ class ConvBN(ConvBlock):
                 conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype)
 
   def _bn(self) -> BatchNorm:
-    return BatchNorm(epsilon=self.bn_eps, axis_name=self.axis_name,
+    return BatchNorm(epsilon=self.bn_eps, axis_name=self.axis_name, frozen=self.frozen_bn,
                      param_dtype=self.param_dtype)
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
     conv, _ = self._conv().init(key, c_in)
     bn, bn_state = self._bn().init(key, self.features)
-    return {'conv': conv, 'bn': bn}, {'bn': bn_state}
+    return {'conv': conv, **({'bn': bn} if bn else {})}, {'bn': bn_state}
 
   def apply(self, params: Tree, state: Tree, x: jax.Array, *,
             train: bool) -> tuple[jax.Array, Tree]:
     y, _ = self._conv().apply(params['conv'], {}, x)
-    y, bn_state = self._bn().apply(params['bn'], state['bn'], y, train=train)
+    y, bn_state = self._bn().apply(params.get('bn', {}), state['bn'], y, train=train)
     return (self.act(y) if self.act is not None else y), {'bn': bn_state}
 
 
@@ -216,13 +241,16 @@ def _flatten_units(units: list[tuple[Tree, Tree]]) -> tuple[Tree, Tree]:
   """ConvBN variables -> torchvision's flat ``{'conv1', 'bn1', ...}`` and ``{'bn1', ...}``."""
   params, state = {}, {}
   for i, (p, s) in enumerate(units, 1):
-    params[f'conv{i}'], params[f'bn{i}'], state[f'bn{i}'] = p['conv'], p['bn'], s['bn']
+    params[f'conv{i}'], state[f'bn{i}'] = p['conv'], s['bn']
+    if 'bn' in p:  # a frozen BatchNorm has no params
+      params[f'bn{i}'] = p['bn']
   return params, state
 
 
 def _unit_vars(params: Tree, state: Tree, i: int) -> tuple[Tree, Tree]:
   """The inverse of :func:`_flatten_units` for unit ``i`` (from 1)."""
-  return {'conv': params[f'conv{i}'], 'bn': params[f'bn{i}']}, {'bn': state[f'bn{i}']}
+  bn = {'bn': params[f'bn{i}']} if f'bn{i}' in params else {}
+  return {'conv': params[f'conv{i}'], **bn}, {'bn': state[f'bn{i}']}
 
 
 # --------------------------------------------------------------------------- residual

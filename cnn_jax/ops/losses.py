@@ -522,3 +522,14 @@ def yolo_loss(output: Array, target: Array, *, coord_weight: float = 5.0,
            'cls': jnp.sum(obj * cls) / n}
   return sum(parts.values()), parts
 
+
+
+def smooth_l1(x: Array, beta: float = 1.0) -> Array:
+  """Element-wise Huber-style smooth L1 (torch's ``smooth_l1_loss`` without reduction).
+
+  ``0.5 x^2 / beta`` where ``|x| < beta``, else ``|x| - 0.5 beta``; ``beta=0`` is L1.
+  """
+  ax = jnp.abs(x)
+  if beta <= 0:
+    return ax
+  return jnp.where(ax < beta, 0.5 * jnp.square(x) / beta, ax - 0.5 * beta)

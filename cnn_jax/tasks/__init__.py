@@ -15,6 +15,7 @@ from cnn_jax.tasks.base import Task, gather_batch, global_mean, scale_gradient_f
 from cnn_jax.tasks.classification import Classification
 from cnn_jax.tasks.detection import Detection
 from cnn_jax.tasks.metric_learning import MetricLearning
+from cnn_jax.tasks.rcnn import InstanceSegmentation, TwoStageDetection
 from cnn_jax.tasks.segmentation import Segmentation
 
 _TASKS: dict[str, type[Task]] = {}
@@ -28,7 +29,8 @@ def register(cls: type[Task]) -> type[Task]:
   return cls
 
 
-for _cls in (Classification, Detection, Segmentation, MetricLearning):
+for _cls in (Classification, Detection, Segmentation, MetricLearning, TwoStageDetection,
+             InstanceSegmentation):
   register(_cls)
 
 

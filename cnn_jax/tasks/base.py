@@ -11,6 +11,7 @@ What a task says::
   load_data() -> (train, eval) ArrayDatasets; extras are batch fields
   sampler(train)               optional step -> indices (P x K identity batches)
   model_kwargs(num_classes)    what the model needs to know of the data
+  model_inputs(batch, train)   extra keyword arguments of the model's call (targets)
   augment(keys, batch)         on device, one key per example; moves annotations too
   flip_fields()                what a flip mirrors: {'image': mirror, 'boxes': ...}
   loss(outputs, batch, extras, axis_name) -> (loss, metrics)
@@ -104,6 +105,15 @@ class Task:
     return {'num_classes': num_classes}
 
   # ---- steps (traced) -----------------------------------------------------
+
+  def model_inputs(self, batch: Batch, train: bool) -> dict[str, Any]:
+    """Keyword arguments of the model's call besides ``(image, train)``.
+
+    None by default; two-stage detectors take their training ``targets``
+    (matching and sampling happen inside the model, as in torchvision).
+    """
+    del batch, train
+    return {}
 
   def augment(self, keys: jax.Array, batch: Batch) -> Batch:
     """Random train-time transforms of the batch (image normalised float).

@@ -98,23 +98,28 @@ class Detection(Task):
     return c
 
   def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
+    train, test = self.load_annotated()
+    num_anchors = int(self.config.model.kwargs.get('num_anchors', 2))
+    self.anchors = jnp.asarray(anchor_sizes(train.extras['boxes'], train.extras['box_labels'],
+                                            num_anchors, self.config.seed))
+    return train, test
+
+  def load_annotated(self) -> tuple[ArrayDataset, ArrayDataset]:
+    """The splits with the task's fields (test: also :data:`EVAL_FIELDS`); crowd boxes untrained."""
     train, test = super().load_data()
+    keep = [f for f in self.fields if f != 'image']
     for ds in (train, test):
-      if not all(k in ds.extras for k in ('boxes', 'box_labels')):
-        raise ValueError(f'task detection needs boxes and box_labels; data.name='
+      if not all(k in ds.extras for k in keep):
+        raise ValueError(f'task {self.name} needs {", ".join(keep)}; data.name='
                          f'{self.config.data.name!r} gives {sorted(ds.extras) or "none"}.')
     labels = train.extras['box_labels']
     if 'box_crowd' in train.extras:
       labels = np.where(train.extras['box_crowd'], -1, labels).astype(np.int32)
     train = ArrayDataset(train.images, train.labels, train.class_names,
-                         {'boxes': train.extras['boxes'], 'box_labels': labels})
+                         {**{k: train.extras[k] for k in keep}, 'box_labels': labels})
     test = ArrayDataset(test.images, test.labels, test.class_names,
-                        {k: test.extras[k] for k in ('boxes', 'box_labels', *EVAL_FIELDS)
-                         if k in test.extras})
+                        {k: test.extras[k] for k in (*keep, *EVAL_FIELDS) if k in test.extras})
     self.class_names = train.class_names
-    num_anchors = int(self.config.model.kwargs.get('num_anchors', 2))
-    self.anchors = jnp.asarray(anchor_sizes(train.extras['boxes'], train.extras['box_labels'],
-                                            num_anchors, self.config.seed))
     return train, test
 
   def augment(self, keys, batch):
@@ -134,13 +139,15 @@ class Detection(Task):
     return losses.yolo_loss(out, target, coord_weight=self.t.coord_weight,
                             noobj_weight=self.t.noobj_weight)
 
-  def eval_outputs(self, out, batch):
+  def detections(self, out) -> dict[str, jax.Array]:
+    """The model's eval outputs -> (B, D) ``boxes`` (normalised), ``scores``, ``classes``, ``valid``."""
     detect = jax.vmap(lambda o: box_ops.detect(
         o, self.anchors, iou_threshold=self.t.iou_threshold,
         score_threshold=self.t.score_threshold, max_outputs=self.t.max_detections))
-    boxes, scores, classes, valid = detect(out)
-    rows = {'boxes': boxes, 'scores': scores, 'classes': classes, 'valid': valid,
-            'gt_boxes': batch['boxes'], 'gt_labels': batch['box_labels']}
+    return dict(zip(('boxes', 'scores', 'classes', 'valid'), detect(out)))
+
+  def eval_outputs(self, out, batch):
+    rows = {**self.detections(out), 'gt_boxes': batch['boxes'], 'gt_labels': batch['box_labels']}
     rows.update({k: batch[k] for k in EVAL_FIELDS if k in batch})
     return {'rows': rows}
 

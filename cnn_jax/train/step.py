@@ -81,7 +81,7 @@ def make_update(model, task: Task, tx: optax.GradientTransformation, *,
     with transfer.frozen_in_eval_mode(is_frozen):
       outputs, mutated = model.apply(
           {'params': params, 'batch_stats': batch_stats}, batch['image'], train=True,
-          mutable=mutable, rngs={'dropout': rng})
+          **task.model_inputs(batch, True), mutable=mutable, rngs={'dropout': rng})
     extras = {k: v for k, v in mutated.items() if k != 'batch_stats'}
     loss, metrics = task.loss(outputs, batch, extras, axis_name)
     return loss, ({'loss': loss, **metrics}, mutated.get('batch_stats', batch_stats))
@@ -150,7 +150,7 @@ def make_eval_step(model, task: Task, *, mean: Sequence[float], std: Sequence[fl
   def eval_step(state: TrainState, batch: dict) -> dict:
     batch = preprocess(batch, mean, std)
     outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
-                          batch['image'], train=False)
+                          batch['image'], train=False, **task.model_inputs(batch, False))
     out = task.eval_outputs(outputs, batch)
     sums = out.get('sums', {})
     rows = {**out.get('rows', {}), ROW_MASK: batch['mask']} if 'rows' in out else {}

@@ -11,8 +11,9 @@ SCRIPT_CONFIGS = ('style_transfer',)
 OWN_SCHEMA = SCRIPT_CONFIGS + ('cifar_speedrun',)
 CONFIGS = sorted(p for p in config_lib.CONFIG_DIR.glob('*.py') if p.stem not in OWN_SCHEMA)
 # Trained by tests/tasks and tests/train/test_resume.py (their own tiny versions) rather
-# than by the two-step test below.
-TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar')
+# than by the two-step test below; the R-CNN family's model by tests/models/test_rcnn.py.
+TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar', 'faster_rcnn',
+                'mask_rcnn', 'fast_rcnn', 'rcnn')
 CLASSIFIERS = [p for p in CONFIGS if p.stem not in TASK_CONFIGS]
 
 
@@ -28,7 +29,8 @@ def test_every_task_config_holds_its_task_section():
   cfg = config_lib.default_config()
   cfg.task.name = 'captioning'
   with pytest.raises(ValueError, match="unknown task 'captioning'; known tasks: "
-                     'classification, detection, metric_learning, segmentation'):
+                     'classification, detection, instance_segmentation, metric_learning, '
+                     'rcnn, segmentation'):
     config_lib.validate(cfg)
 
 
