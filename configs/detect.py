@@ -23,6 +23,16 @@ import ml_collections
 from cnn_jax.train.config import default_config, parse_arg
 
 
+def scenes(data: ml_collections.ConfigDict) -> None:
+  """The synthetic scenes every detector config trains and is scored on (the same test set)."""
+  data.name = 'synthetic'
+  data.image_size = 64
+  data.num_classes = 4
+  data.objects_per_image = (1, 3)
+  data.num_train = 4000
+  data.num_eval = 500
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, {'steps': 2000})
   c = default_config('detection')
@@ -31,12 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'num_anchors': 2,
       'widths': (16, 32, 64),     # each stage halves the grid: 64 / 2**3 = 8 cells
       'head_width': 128})
-  c.data.name = 'synthetic'
-  c.data.image_size = 64
-  c.data.num_classes = 4
-  c.data.objects_per_image = (1, 3)
-  c.data.num_train = 4000
-  c.data.num_eval = 500
+  scenes(c.data)
   c.batch_size = 64
   c.eval_batch_size = 256
   c.num_steps = a['steps']

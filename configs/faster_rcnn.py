@@ -3,7 +3,7 @@ r"""Faster R-CNN on the synthetic scenes (offline); the R-CNN family's shared re
   python -m cnn_jax.main --config=configs/faster_rcnn.py --workdir=workdirs/faster_rcnn
   python -m experiments.rcnn report workdirs/faster_rcnn      # results.md, detections.png
 
-Scenes of 64x64 pixels hold 1-3 shapes of 4 kinds (the detection config's).
+Scenes of 64x64 pixels hold 1-3 shapes of 4 kinds (:func:`configs.detect.scenes`).
 Model ``faster_rcnn``: a ResNet-18 of width 16 (trained from scratch, so its
 BatchNorm trains: ``frozen_bn`` is for pretrained backbones), an FPN of 64
 channels on strides 4, 8, 16 plus its pool level, one anchor size per level
@@ -27,18 +27,14 @@ AP75 0.975 on 500 test scenes with 1,008 objects after 800 steps of 16 (582 s wa
 import ml_collections
 
 from cnn_jax.train.config import default_config, parse_arg
+from configs import detect
 
 
 def scenes(task: str, model: str, steps: int) -> ml_collections.ConfigDict:
   """The synthetic-scene recipe shared by the family: data, batch, schedule, eval."""
   c = default_config(task)
   c.model.name = model
-  c.data.name = 'synthetic'
-  c.data.image_size = 64
-  c.data.num_classes = 4
-  c.data.objects_per_image = (1, 3)
-  c.data.num_train = 4000
-  c.data.num_eval = 500
+  detect.scenes(c.data)           # YOLO's scenes: the family is compared on its test set
   c.batch_size = 16
   c.eval_batch_size = 100
   c.num_steps = steps

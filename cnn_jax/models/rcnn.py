@@ -53,6 +53,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnn_jax.nn.layers import Conv, Dense, cast
 from cnn_jax.ops import anchors as anchor_ops
@@ -400,8 +401,7 @@ class TwoStageDetector(_RoIHead):
     rpn_maps, rpn_strides, roi_maps, roi_strides = self._features(x, train)
     anchors, level = anchor_ops.multilevel_anchors(
         [m.shape[1:3] for m in rpn_maps], rpn_strides, self.anchor_sizes, self.aspect_ratios)
-    level_sizes = [m.shape[1] * m.shape[2] * len(self.aspect_ratios) * len(s)
-                   for m, s in zip(rpn_maps, self.anchor_sizes)]
+    level_sizes = np.bincount(level).tolist()
     out: dict[str, Any] = {}
     phase = 0 if train else 1
     if self.proposals == 'rpn':
@@ -411,7 +411,7 @@ class TwoStageDetector(_RoIHead):
       decoded = anchor_ops.decode_boxes(jax.lax.stop_gradient(deltas), anchors[None],
                                         weights=RPN_WEIGHTS)
       props, _, prop_valid = jax.vmap(lambda bx, lg: rcnn_ops.select_proposals(
-          bx, lg, level, level_sizes=level_sizes, image_hw=(h, w),
+          bx, lg, level_sizes=level_sizes, image_hw=(h, w),
           pre_nms_top_n=self.rpn_pre_nms_top_n[phase],
           post_nms_top_n=self.rpn_post_nms_top_n[phase], nms_threshold=self.rpn_nms_threshold,
           min_size=self.rpn_min_size))(decoded, jax.lax.stop_gradient(logits))

@@ -98,8 +98,7 @@ def sample_indices(key: Array, labels: Array, num_samples: int, positive_fractio
   return jnp.where(valid, order, 0).astype(jnp.int32), valid
 
 
-def select_proposals(boxes: Array, logits: Array, level: np.ndarray, *,
-                     level_sizes: Sequence[int], image_hw: Sequence[int], pre_nms_top_n: int,
+def select_proposals(boxes: Array, logits: Array, *, level_sizes: Sequence[int], image_hw: Sequence[int], pre_nms_top_n: int,
                      post_nms_top_n: int, nms_threshold: float, min_size: float,
                      score_threshold: float = 0.0) -> tuple[Array, Array, Array]:
   """One image's RPN proposals: ``(boxes (P, 4), scores (P,), valid (P,))``, P = post_nms_top_n.
@@ -110,9 +109,8 @@ def select_proposals(boxes: Array, logits: Array, level: np.ndarray, *,
   Detached (no gradient), as torchvision's.
 
   Args:
-    boxes: (N, 4) decoded anchors; logits: (N,) objectness; level: (N,) level id.
+    boxes: (N, 4) decoded anchors, level by level; logits: (N,) objectness.
   """
-  del level  # the runs of level_sizes say the same, statically
   boxes, logits = lax.stop_gradient(boxes), lax.stop_gradient(logits)
   if sum(level_sizes) != boxes.shape[0]:
     raise ValueError(f'level_sizes add up to {sum(level_sizes)}, not the {boxes.shape[0]} boxes.')

@@ -87,7 +87,7 @@ class TwoStageDetection(Detection):
     weight = {'rpn_obj': self.t.rpn_weight, 'rpn_box': self.t.rpn_weight,
               'cls': self.t.box_weight, 'box': self.t.box_weight, 'mask': self.t.mask_weight}
     loss = sum(weight[k] * v for k, v in terms.items())
-    fg = t['labels'] > 0 if 'mask' not in out else out['roi_targets']['labels'] > 0
+    fg = out['roi_targets']['labels'] > 0
     return loss, {**terms, 'fg_rois': jnp.mean(jnp.sum(fg, -1).astype(jnp.float32))}
 
   def detections(self, out):
@@ -133,11 +133,13 @@ def mask_metrics(rows: dict[str, np.ndarray], class_names) -> dict[str, Any]:
   """
   n, hw = len(rows['gt_masks']), rows['gt_masks'].shape[2:]
   image_hw = np.tile(np.asarray(hw, np.int64), (n, 1))
-  canvas = float(hw[0])
-  gt = coco_eval.to_coco_gt(list(rows['gt_boxes'] * canvas), list(rows['gt_labels']),
+  canvas = int(hw[0])
+  gt = coco_eval.to_coco_gt(list(coco_eval.boxes_to_pixels(rows['gt_boxes'], canvas)),
+                            list(rows['gt_labels']),
                             instance_masks=list(rows['gt_masks']), image_hw=image_hw,
                             class_names=class_names, crowd=rows.get('box_crowd'))
-  res = coco_eval.to_coco_results(list(rows['boxes'] * canvas), list(rows['scores']),
+  res = coco_eval.to_coco_results(list(coco_eval.boxes_to_pixels(rows['boxes'], canvas)),
+                                  list(rows['scores']),
                                   list(rows['classes']), list(rows['valid']),
                                   np.arange(n), masks=list(rows['masks']))
   return coco_eval.coco_evaluate(gt, res, iou_type='segm')

@@ -103,11 +103,10 @@ _BOXES = jnp.array([[0.0, 0.0, 10.0, 10.0],    # level 0
                     [0.0, 0.0, 10.0, 10.0],    # level 1, identical to row 0
                     [40.0, 40.0, 70.0, 70.0]])  # level 1, clipped to 64
 _LOGITS = jnp.array([3.0, 2.0, 5.0, 1.0, -1.0])
-_LEVEL = np.array([0, 0, 0, 1, 1], np.int32)
 
 
 def _select(boxes, logits, pre=10, post=6):
-  return R.select_proposals(boxes, logits, _LEVEL, level_sizes=(3, 2), image_hw=(64, 64),
+  return R.select_proposals(boxes, logits, level_sizes=(3, 2), image_hw=(64, 64),
                             pre_nms_top_n=pre, post_nms_top_n=post, nms_threshold=0.5,
                             min_size=1.0)
 
@@ -124,7 +123,7 @@ def test_select_proposals_hand_case():
   assert valid.tolist() == [True, False, False]
   np.testing.assert_allclose(boxes[0], [0, 0, 10, 10])
   with pytest.raises(ValueError, match='level_sizes add up'):
-    R.select_proposals(_BOXES[:4], _LOGITS[:4], _LEVEL[:4], level_sizes=(3, 2), image_hw=(64, 64),
+    R.select_proposals(_BOXES[:4], _LOGITS[:4], level_sizes=(3, 2), image_hw=(64, 64),
                        pre_nms_top_n=4, post_nms_top_n=2, nms_threshold=0.5, min_size=1.0)
 
 
