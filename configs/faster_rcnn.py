@@ -1,7 +1,6 @@
 r"""Faster R-CNN on the synthetic scenes (offline); the R-CNN family's shared recipe.
 
   python -m cnn_jax.main --config=configs/faster_rcnn.py --workdir=workdirs/faster_rcnn
-  python -m experiments.rcnn report workdirs/faster_rcnn      # results.md, detections.png
 
 Scenes of 64x64 pixels hold 1-3 shapes of 4 kinds (:func:`configs.detect.scenes`).
 Model ``faster_rcnn``: a ResNet-18 of width 16 (trained from scratch, so its

@@ -1,7 +1,6 @@
 r"""Mask R-CNN on the synthetic scenes: instance segmentation (offline).
 
   python -m cnn_jax.main --config=configs/mask_rcnn.py --workdir=workdirs/mask_rcnn
-  python -m experiments.rcnn report workdirs/mask_rcnn
 
 :mod:`configs.faster_rcnn`'s model and recipe plus the mask head (two 3x3
 conv layers of 64 channels on 14x14 RoIAlign features, a 2x2 transposed conv
