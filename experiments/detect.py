@@ -1,7 +1,12 @@
-r"""Pictures and a table of a trained YOLO detector (training is ``cnn_jax.main``'s).
+r"""Pictures and a table of a trained detector (training is ``cnn_jax.main``'s).
 
   python -m cnn_jax.main --config=configs/detect.py --workdir=workdirs/detect
   python -m experiments.detect report workdirs/detect [--which best] [--pictures 8]
+
+Any detection run: YOLO (``configs/detect.py``) and the R-CNN family
+(``configs/{rcnn,fast_rcnn,faster_rcnn,mask_rcnn}.py``); a Mask R-CNN run also
+gets ``masks.png`` (its instance masks at score >= 0.3 over the images, ground
+truth outlines white).
 
 Restores the run's best-mAP checkpoint (``--which latest`` for the last),
 evaluates it on the held-out scenes through the task's own evaluator
@@ -58,6 +63,27 @@ def draw(images: np.ndarray, dets, gts, class_names, path: pathlib.Path,
   plt.close(fig)
 
 
+def draw_masks(images: np.ndarray, rows: dict, k: int, path: pathlib.Path,
+               min_score: float = 0.3) -> None:
+  """Predicted instance masks (rows 'masks' (N, D, H, W)) tinted over the first ``k`` images."""
+  colours = np.array(plt.cm.tab10.colors, np.float32)
+  fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.4))
+  for i, ax in enumerate(np.atleast_1d(axes)):
+    img = images[i].astype(np.float32) / 255.0
+    keep = np.flatnonzero(rows['valid'][i] & (rows['scores'][i] >= min_score))
+    for rank, d in enumerate(keep[np.argsort(rows['scores'][i][keep])]):  # most confident last
+      m = rows['masks'][i, d]
+      img[m] = 0.45 * img[m] + 0.55 * colours[rank % 10]
+    ax.imshow(img)
+    for g in rows['gt_masks'][i][rows['gt_labels'][i] >= 0]:
+      if g.any():
+        ax.contour(g, levels=[0.5], colors='white', linewidths=0.7)
+    ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 8) -> dict:
   """Evaluates the run in ``workdir`` and writes its results and pictures there."""
   run = load_run(workdir, which)
@@ -77,12 +103,15 @@ def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 8) 
              'coco': {k[5:]: v for k, v in metrics.items()
                       if k.startswith('coco_') and not k.startswith('coco_ap_')},
              'per_class_table': table,
-             'anchors_hw': np.asarray(run.task.anchors).round(4).tolist(),
              'checkpoint': which, 'steps': int(run.config.num_steps),
              'test_images': int(metrics['count']), 'test_objects': int(metrics['objects']),
              'params': run.num_params}
+  if hasattr(run.task, 'anchors'):  # YOLO's k-means anchors; the R-CNN family's are a grid
+    results['anchors_hw'] = np.asarray(run.task.anchors).round(4).tolist()
   k = min(pictures, len(run.eval))
   draw(run.eval.images[:k], dets[:k], gts[:k], names, workdir / 'detections.png')
+  if 'masks' in rows:
+    draw_masks(run.eval.images[:k], rows, k, workdir / 'masks.png')
   (workdir / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
   (workdir / 'results.md').write_text(results_table(results) + '\n')
   return results

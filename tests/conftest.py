@@ -65,9 +65,6 @@ def run_once(tmp_path_factory, worker_id):
   return run
 
 
-TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar')
-
-
 @pytest.fixture(scope='session')
 def task_runs(run_once):
   """``{name: (workdir, result)}``: one run of each tiny task config, for every test that needs one.
@@ -77,7 +74,7 @@ def task_runs(run_once):
   those subprocess runs reuse these compiled programs from the cache.
   """
   from cnn_jax.train import loop
-  from tests.tasks.configs import tiny
+  from tests.tasks.configs import TASK_CONFIGS, tiny
 
   def train(folder):
     out = {}

@@ -40,3 +40,12 @@ def test_conv_impls_writes_rows(tmp_path):
   rows = json.loads(out.read_text())['rows']
   assert {r['mode'] for r in rows} == {'fwd', 'fwd+bwd'} and len(rows) == 8
   assert all(r['ratio_einsum_over_lax'] > 0 for r in rows)
+
+
+def test_sliding_windows_writes_ratios(tmp_path):
+  from benchmarks import sliding_windows
+  assert sliding_windows.main(['--sizes', '40', '--repeats', '1',
+                               '--out', str(tmp_path / 's.json')]) == 0
+  out = json.loads((tmp_path / 's.json').read_text())
+  row = out['sizes']['40']
+  assert row['windows'] == 9 and row['loop_over_conv'] > 0 and row['batched_over_conv'] > 0

@@ -15,6 +15,12 @@ its 32x32x1 input it has 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706. The
 paper's sparse C2->C3 connection table, trainable subsampling coefficients and
 RBF output layer are replaced by a dense conv, plain averaging and a dense
 layer, the usual modern reading of "LeNet-5".
+
+``fully_convolutional=True`` is the same network (same parameters) with its
+dense layers applied as convolutions (OverFeat, Sermanet et al. 2014): fc1 as a
+5x5 VALID convolution over the (N, H', W', 16) maps, fc2 and fc3 as 1x1, so an
+(N, H, W, C) image with H, W = 32 + 4k gives (N, 1 + k, 1 + k, num_classes):
+the logits of every 32x32 window at stride 4 (the two 2x2 pools) in one pass.
 """
 
 from __future__ import annotations
@@ -40,11 +46,14 @@ class LeNet5(nn.Module):
       pooling).
     conv_impl: ``'lax'`` or ``'einsum'`` convolution.
     dtype: compute dtype (e.g. ``jnp.bfloat16``); ``None`` keeps the input's.
+    fully_convolutional: dense layers as convolutions; returns (N, H', W',
+      num_classes) window logits instead of (N, num_classes).
   """
   num_classes: int = 10
   variant: str = 'seed'
   conv_impl: str = 'lax'
   dtype: Any = None
+  fully_convolutional: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -59,8 +68,10 @@ class LeNet5(nn.Module):
     x = subsample(act(Conv(6, 5, padding='VALID', conv_impl=self.conv_impl, name='conv1')(x)), 2)
     x = subsample(act(Conv(16, 5, padding='VALID', conv_impl=self.conv_impl, name='conv2')(x)),
                   2)
-    x = x.reshape(x.shape[0], -1)
-    x = act(Dense(120, name='fc1')(x))
+    if self.fully_convolutional:  # fc1 sees each 5x5 window of the maps: a 5x5 conv
+      x = act(Dense(120, window=(5, 5), conv_impl=self.conv_impl, name='fc1')(x))
+    else:
+      x = act(Dense(120, name='fc1')(x.reshape(x.shape[0], -1)))
     x = act(Dense(84, name='fc2')(x))
     x = Dense(self.num_classes, name='fc3')(x)
     return x.astype(jnp.float32)

@@ -28,6 +28,7 @@ from cnn_jax.models.embedding import Embedding
 from cnn_jax.models.fcn import FCN
 from cnn_jax.models.functional import Functional
 from cnn_jax.models.googlenet import GoogLeNet
+from cnn_jax.models.inception_v3 import InceptionV3
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.rcnn import RCNN, TwoStageDetector
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
@@ -99,6 +100,7 @@ _MODELS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     **{f'cifar_plain{d}': (CifarResNet, {'depth': d, 'plain': True})
        for d in (20, 32, 44, 56, 110)},
     'googlenet': (GoogLeNet, {}),
+    'inception_v3': (InceptionV3, {}),
     'simple_cnn': (SimpleCNN, {}),
     'speednet': (SpeedNet, {}),
     'yolo': (YOLO, {}),

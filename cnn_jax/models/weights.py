@@ -11,8 +11,8 @@ variables pytree through a *name mapping* ``{our_path: file_key}``, where
     'params/conv5_2/kernel' (VGG-11)     <- 'features.18.weight'
 
 :func:`torchvision_resnet_names`, :func:`torchvision_vgg_names` and
-:func:`torchvision_alexnet_names` derive the mapping from the variable tree
-itself, so they work for every depth, width, ``num_classes`` and for the
+:func:`torchvision_alexnet_names` (and the GoogLeNet, Inception-v3 and
+R-CNN ones) derive the mapping from the variable tree itself, so they work for every depth, width, ``num_classes`` and for the
 ``*_bn`` VGGs; :func:`load_pretrained` picks one by model name.
 
 Layout conversion (torch -> ours; :func:`export_flat` applies the inverse):
@@ -275,6 +275,64 @@ def _module_names(variables: Variables, modules: Mapping[str, str],
   return names
 
 
+# GoogLeNet's inception branches -> torchvision's (BasicConv2d or Sequential index).
+_GOOGLENET_BRANCHES = {'b1': 'branch1', 'b2_reduce': 'branch2.0', 'b2': 'branch2.1',
+                       'b3_reduce': 'branch3.0', 'b3': 'branch3.1', 'b4': 'branch4.1'}
+_GOOGLENET_AUX = re.compile(r'aux_head(\d)$')
+
+
+def torchvision_googlenet_names(variables: Variables) -> dict[str, str]:
+  """Maps :class:`~cnn_jax.models.googlenet.GoogLeNet` to torchvision's ``googlenet`` keys.
+
+  ``conv1..3/{conv,bn}`` keep their names; ``inception{k}/b1`` -> ``inception{k}.branch1``,
+  ``b2_reduce``/``b2`` -> ``branch2.0``/``branch2.1`` (``b3`` likewise), ``b4`` ->
+  ``branch4.1`` (``branch4.0`` is the max pool); ``aux_head{i}`` -> ``aux{i}`` with
+  ``conv``, ``fc1`` (a :class:`TorchKey`: its input is torch's (128, 4, 4) flatten) and
+  ``fc2``; ``fc`` -> ``fc``.
+  """
+  names = {}
+  for path in flat_paths(variables):
+    collection, *mods, leaf = path.split('/')
+    attr = _leaf_name(collection, leaf, path)
+    head = mods[0] if mods else ''
+    if re.fullmatch(r'conv[123]', head) and len(mods) == 2:
+      prefix = f'{head}.{mods[1]}'
+    elif head.startswith('inception') and len(mods) == 3 and mods[1] in _GOOGLENET_BRANCHES:
+      prefix = f'{head}.{_GOOGLENET_BRANCHES[mods[1]]}.{mods[2]}'
+    elif (aux := _GOOGLENET_AUX.match(head)) and mods[1:] in (['conv', 'conv'], ['conv', 'bn'],
+                                                              ['fc1'], ['fc2']):
+      prefix = '.'.join([f'aux{aux[1]}', *mods[1:]])
+    elif mods == ['fc']:
+      prefix = 'fc'
+    else:
+      raise ValueError(f'variable {path!r} has no torchvision name in a GoogLeNet; pass your '
+                       'own names mapping to load_into.')
+    key = f'{prefix}.{attr}'
+    names[path] = TorchKey(key, (128, 4, 4)) if mods[1:] == ['fc1'] and leaf == 'kernel' else key
+  return names
+
+
+def torchvision_inception_v3_names(variables: Variables) -> dict[str, str]:
+  """Maps :class:`~cnn_jax.models.inception_v3.InceptionV3` to torchvision's ``inception_v3`` keys.
+
+  The module tree already has torchvision's names (``Conv2d_1a_3x3``,
+  ``Mixed_5b/branch5x5_1``, ``AuxLogits/conv0``, ``fc``), so a path's modules
+  join with dots: ``params/Mixed_6e/branch7x7_2/conv/kernel`` ->
+  ``Mixed_6e.branch7x7_2.conv.weight``; ``batch_stats/.../bn/var`` ->
+  ``....bn.running_var``. The auxiliary ``fc`` follows a global average, so no
+  input reordering is needed.
+  """
+  params = variables['params']
+  if 'Mixed_5b' not in params or 'Conv2d_1a_3x3' not in params:
+    raise ValueError(f'variables are not an Inception-v3 (params {sorted(params)[:6]}...); '
+                     'expected Conv2d_1a_3x3, Mixed_5b, ... from cnn_jax.models.InceptionV3.')
+  names = {}
+  for path in flat_paths(variables):
+    collection, *mods, leaf = path.split('/')
+    names[path] = '.'.join([*mods, _leaf_name(collection, leaf, path)])
+  return names
+
+
 _RCNN_MODULES = {
     ('rpn_head', 'conv'): 'rpn.head.conv.0.0', ('rpn_head', 'cls_logits'): 'rpn.head.cls_logits',
     ('rpn_head', 'bbox_pred'): 'rpn.head.bbox_pred',
@@ -491,12 +549,13 @@ def export_flat(variables: Variables, names: Mapping[str, str]) -> Flat:
 # --------------------------------------------------------------------------- by model name
 
 _FAMILIES = {'resnet': torchvision_resnet_names, 'vgg': torchvision_vgg_names,
-             'alexnet': torchvision_alexnet_names, 'faster_rcnn': torchvision_rcnn_names,
-             'mask_rcnn': torchvision_rcnn_names}
+             'alexnet': torchvision_alexnet_names, 'googlenet': torchvision_googlenet_names,
+             'inception_v3': torchvision_inception_v3_names,
+             'faster_rcnn': torchvision_rcnn_names, 'mask_rcnn': torchvision_rcnn_names}
 
 
 def names_for(model_name: str, variables: Variables) -> dict[str, str]:
-  """The torchvision name mapping for a registry model name (``resnet*``, ``vgg*``, ``alexnet``)."""
+  """The torchvision name mapping for a registry model name (``resnet*``, ``vgg*``, ...)."""
   for prefix, fn in _FAMILIES.items():
     if model_name.startswith(prefix):
       return fn(variables)

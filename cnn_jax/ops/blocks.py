@@ -81,13 +81,14 @@ class Spec:
 class Conv(Spec):
   """Convolution, (N, H, W, C_in) -> (N, H', W', features).
 
-  ``padding=None`` pads ``dilation * (k // 2)``. Params ``{'kernel': (k, k,
+  ``kernel_size`` k or (kh, kw) (Inception-v3's 1x7 and 7x1); ``padding=None``
+  pads ``dilation * (k // 2)`` per axis. Params ``{'kernel': (kh, kw,
   C_in // groups, features)[, 'bias': (features,)]}``: He-normal kernel (or
   normal with ``kernel_std``, as torchvision's detection heads' 0.01), zero
   bias; no state.
   """
   features: int
-  kernel_size: int = 3
+  kernel_size: int | tuple[int, int] = 3
   strides: int = 1
   padding: Any = None
   use_bias: bool = True
@@ -97,8 +98,8 @@ class Conv(Spec):
   kernel_std: float | None = dataclasses.field(default=None, kw_only=True)
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
-    k = self.kernel_size
-    shape = (k, k, c_in // self.groups, self.features)
+    kh, kw = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else self.kernel_size
+    shape = (kh, kw, c_in // self.groups, self.features)
     return _with_bias({'kernel': _kernel_init(self, _he_normal)(key, shape, self.param_dtype)},
                       self), {}
 
@@ -107,7 +108,8 @@ class Conv(Spec):
     x = cast(x, self.dtype)
     w = params['kernel'].astype(x.dtype)
     # From the kernel passed, not kernel_size: loaded weights decide the padding.
-    padding = self.dilation * (w.shape[0] // 2) if self.padding is None else self.padding
+    padding = (tuple((self.dilation * (k // 2),) * 2 for k in w.shape[:2])
+               if self.padding is None else self.padding)
     y = conv_ops.conv2d(x, w, params.get('bias'), stride=self.strides, padding=padding,
                         dilation=self.dilation, groups=self.groups, impl=self.conv_impl)
     return y, state
@@ -131,19 +133,33 @@ class Dense(Spec):
   """(..., d_in) -> (..., features); params ``{'kernel': (d_in, features)[, 'bias']}``.
 
   LeCun-normal kernel (or normal with ``kernel_std``), zero bias; no state.
+
+  ``window=(h, w)``: the layer after a flatten of (N, h, w, C) maps, applied as
+  the equivalent VALID convolution (:func:`.conv.dense_as_conv`, OverFeat's
+  trick), so (N, H, W, C) -> (N, H - h + 1, W - w + 1, features): one output per
+  h x w window. Same parameters (``d_in = h * w * C``); at H, W = h, w it is the
+  dense layer of the flattened input.
   """
   features: int
   use_bias: bool = True
   kernel_std: float | None = dataclasses.field(default=None, kw_only=True)
+  window: tuple[int, int] | None = dataclasses.field(default=None, kw_only=True)
+  conv_impl: Impl = dataclasses.field(default='lax', kw_only=True)
 
   def init(self, key: jax.Array, c_in: int) -> tuple[Tree, Tree]:
     init = _kernel_init(self, _lecun_normal)
-    return _with_bias({'kernel': init(key, (c_in, self.features), self.param_dtype)}, self), {}
+    d_in = c_in * (self.window[0] * self.window[1] if self.window else 1)
+    return _with_bias({'kernel': init(key, (d_in, self.features), self.param_dtype)}, self), {}
 
   def apply(self, params: Tree, state: Tree, x: jax.Array, *,
             train: bool = False) -> tuple[jax.Array, Tree]:
     x = cast(x, self.dtype)
-    y = x @ params['kernel'].astype(x.dtype)
+    w = params['kernel'].astype(x.dtype)
+    if self.window:
+      y = conv_ops.conv2d(x, conv_ops.dense_as_conv(w, (*self.window, x.shape[-1])),
+                          params.get('bias'), impl=self.conv_impl)
+      return y, state
+    y = x @ w
     if 'bias' in params:
       y = y + params['bias'].astype(x.dtype)
     return y, state
@@ -211,7 +227,7 @@ class ConvBN(ConvBlock):
   {'mean', 'var'}}``.
   """
   features: int
-  kernel_size: int = 3
+  kernel_size: int | tuple[int, int] = 3
   strides: int = 1
   padding: Any = None
   act: Callable | None = jax.nn.relu

@@ -191,6 +191,23 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
   return y
 
 
+def dense_as_conv(kernel: jax.Array, in_hwc: Sequence[int]) -> jax.Array:
+  """A dense layer on flattened (h, w, C) maps as the equivalent convolution kernel.
+
+  ``kernel`` (h * w * C, D) -> (h, w, C, D): row-major flattening of NHWC maps
+  orders the inputs (row, column, channel), so a reshape is the whole
+  conversion. A VALID convolution with it gives, at every h x w window of a
+  larger map, the dense layer's output for that window (OverFeat's sliding
+  windows in one pass).
+  """
+  h, w, c = (int(v) for v in in_hwc)
+  if kernel.ndim != 2 or kernel.shape[0] != h * w * c:
+    raise ValueError(f'a dense kernel of shape {tuple(kernel.shape)} does not take flattened '
+                     f'{h}x{w}x{c} maps (needs ({h * w * c}, D)); pass the window the '
+                     'layer was trained on.')
+  return kernel.reshape(h, w, c, kernel.shape[1])
+
+
 def flip_kernel(w: jax.Array) -> jax.Array:
   """Rotates an HWIO kernel by 180 degrees in space (flips both spatial axes)."""
   return w[::-1, ::-1]

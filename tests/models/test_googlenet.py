@@ -164,3 +164,30 @@ class CeilModePoolTest(parameterized.TestCase):
     x = np.random.default_rng(size).normal(size=(1, size, size + 1, 2)).astype(np.float32)
     y = googlenet._max_pool_ceil(jnp.asarray(x), window, stride)
     np.testing.assert_array_equal(y, _ref_max_pool_ceil(x, window, stride))
+
+
+def test_torchvision_names_and_round_trip(tmp_path):
+  from cnn_jax.models import weights
+  _, abstract = _abstract()
+  v = random_variables(abstract)
+  names = weights.names_for('googlenet', v)
+  # torchvision's 364 state_dict entries minus 59 num_batches_tracked (one per BasicConv2d).
+  assert len(names) == 305 == len(set(names.values()))
+  for ours, theirs in [
+      ('params/conv1/conv/kernel', 'conv1.conv.weight'),
+      ('batch_stats/conv3/bn/mean', 'conv3.bn.running_mean'),
+      ('params/inception3a/b1/conv/kernel', 'inception3a.branch1.conv.weight'),
+      ('params/inception4b/b2_reduce/bn/scale', 'inception4b.branch2.0.bn.weight'),
+      ('params/inception5b/b3/conv/kernel', 'inception5b.branch3.1.conv.weight'),
+      ('batch_stats/inception4e/b4/bn/var', 'inception4e.branch4.1.bn.running_var'),
+      ('params/aux_head1/conv/conv/kernel', 'aux1.conv.conv.weight'),
+      ('params/aux_head2/fc2/bias', 'aux2.fc2.bias'), ('params/fc/kernel', 'fc.weight')]:
+    assert names[ours] == theirs
+  assert names['params/aux_head1/fc1/kernel'].chw == (128, 4, 4)  # torch flattens (C, H, W)
+  flat = weights.export_flat(v, names)
+  assert flat['aux1.fc1.weight'].shape == (1024, 2048)
+  weights.save_flat(flat, tmp_path / 'googlenet.safetensors')
+  loaded = weights.load_pretrained('googlenet', jax.tree.map(jnp.zeros_like, v),
+                                   tmp_path / 'googlenet.safetensors')
+  for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(loaded)):
+    np.testing.assert_array_equal(a, b)

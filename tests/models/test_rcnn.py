@@ -15,6 +15,7 @@ from cnn_jax.ops import anchors as anchor_ops
 from cnn_jax.tasks import get_task
 from cnn_jax.train import loop
 from cnn_jax.train.config import load_config
+from tests.tasks.configs import two_stage_kwargs
 
 
 def _param_count(model, size=64):
@@ -29,30 +30,21 @@ def test_resnet50_fpn_has_torchvisions_parameter_count(name, count):
   assert _param_count(model) == count
 
 
-def _tiny_kwargs(**over):
-  kw = dict(backbone='resnet18', backbone_kwargs={'width': 4}, taps=('layer1', 'layer2'),
-            fpn_channels=8, anchor_sizes=((16,), (32,), (64,)), aspect_ratios=(1.0,),
-            representation=16, rpn_pre_nms_top_n=(20, 20), rpn_post_nms_top_n=(10, 10),
-            rpn_samples=16, box_samples=8, detections=5)
-  kw.update(over)
-  return kw
-
-
 def test_backbone_without_the_levels_is_a_one_line_error():
-  model = get_model('faster_rcnn', **_tiny_kwargs(taps=('layer1', 'conv5')))
+  model = get_model('faster_rcnn', **two_stage_kwargs(taps=('layer1', 'conv5')))
   with pytest.raises(ValueError, match=r"no feature level\(s\) \['conv5'\]; it has layer1, "
                                        'layer2, layer3, layer4'):
     model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
 def test_anchor_levels_must_match_the_pyramid():
-  model = get_model('faster_rcnn', **_tiny_kwargs(anchor_sizes=((16,), (32,))))
+  model = get_model('faster_rcnn', **two_stage_kwargs(anchor_sizes=((16,), (32,))))
   with pytest.raises(ValueError, match='anchor_sizes has 2 levels but the RPN sees 3'):
     model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
 def test_roi_pool_needs_one_level():
-  model = get_model('faster_rcnn', **_tiny_kwargs(roi_op='pool'))
+  model = get_model('faster_rcnn', **two_stage_kwargs(roi_op='pool'))
   with pytest.raises(ValueError, match="roi_op='pool' reads one feature map"):
     model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
@@ -84,7 +76,7 @@ def test_ground_truth_joins_the_proposals_as_a_positive():
 @pytest.fixture(scope='module')
 def mask_rcnn_run(tmp_path_factory):
   c = load_config('mask_rcnn', 'steps=3')
-  c.model.kwargs = ml_collections.ConfigDict(_tiny_kwargs(mask_layers=(8,)))
+  c.model.kwargs = ml_collections.ConfigDict(two_stage_kwargs(mask_layers=(8,)))
   c.data.num_train, c.data.num_eval, c.data.image_size = 16, 8, 32
   c.batch_size, c.eval_batch_size = 4, 8
   c.log_every, c.eval_every, c.checkpoint_every, c.num_devices = 1, 0, 3, 1
@@ -119,7 +111,7 @@ def test_sampling_keys_come_from_the_step(mask_rcnn_run):
 
 def test_torchvision_names_round_trip_through_safetensors(tmp_path):
   from cnn_jax.models import weights
-  model = get_model('mask_rcnn', **_tiny_kwargs(mask_layers=(8, 8),
+  model = get_model('mask_rcnn', **two_stage_kwargs(mask_layers=(8, 8),
                                                 backbone_kwargs={'width': 4, 'frozen_bn': True}))
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
   rng = np.random.default_rng(0)
@@ -172,3 +164,29 @@ def test_detectors_benchmark_times_a_trained_run(mask_rcnn_run, tmp_path):
   row = out['runs'][workdir.name]
   assert row['img_per_s'] > 0 and row['params'] > 0 and 'mask_AP50' in row
   assert (tmp_path / 'd.json').exists()
+
+
+def test_detection_report_draws_boxes_and_masks(mask_rcnn_run):
+  from experiments import detect
+  _, result, workdir = mask_rcnn_run
+  r = detect.report(workdir, 'latest', pictures=2)
+  assert r['mAP50'] == pytest.approx(result['eval']['mAP50'], abs=1e-9)
+  assert 'anchors_hw' not in r  # the family's anchors are a grid, not YOLO's k-means sizes
+  for name in ('detections.png', 'masks.png', 'pr_curves.png'):
+    assert (workdir / name).stat().st_size > 2000, name
+
+
+def test_instance_vs_semantic_compare_scores_both_runs(mask_rcnn_run, task_runs, tmp_path):
+  from experiments import instances
+  _, result, workdir = mask_rcnn_run
+  fcn_dir, _ = task_runs['segment']  # the same scenes' generator, 32 px, 4 classes
+  r = instances.compare(workdir, fcn_dir, tmp_path, pictures=3, which='latest')
+  assert r['mask_rcnn']['mask_AP50'] == pytest.approx(result['eval']['mask_AP50'])
+  for key in ('mask_rcnn', 'fcn'):
+    m = r[key]
+    assert 0 <= m['mask_AP50'] <= 1 and 0 <= m['mean_iou'] <= 1 and 0 <= m['separated'] <= 1
+    assert len(m['iou']) == 5
+  assert (tmp_path / 'instances.png').stat().st_size > 1000
+  assert '| mask_rcnn | instance |' in (tmp_path / 'results.md').read_text()
+  with pytest.raises(ValueError, match='pass a configs/mask_rcnn.py run first'):
+    instances.compare(fcn_dir, workdir, tmp_path)

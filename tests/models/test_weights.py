@@ -291,4 +291,4 @@ def test_file_errors(tmp_path):
   with pytest.raises(ValueError, match='unknown extension'):
     weights.save_flat({}, tmp_path / 'model.pt')
   with pytest.raises(ValueError, match=r'supported: resnet\*, vgg\*'):
-    weights.load_pretrained('googlenet', {}, tmp_path / 'w.npz')
+    weights.load_pretrained('lenet5', {}, tmp_path / 'w.npz')

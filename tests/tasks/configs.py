@@ -8,6 +8,20 @@ from cnn_jax.train.config import load_config
 # cache, and the subprocesses' runs can be compared with the shared ones.
 STEPS = 60
 
+# The tiny configs every task test shares (one run each, tests/conftest.py ``task_runs``).
+TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar', 'faster_rcnn')
+
+
+def two_stage_kwargs(**over) -> dict:
+  """A Faster/Mask R-CNN small enough for tests: ResNet-18 of width 4, two FPN levels + pool."""
+  kw = dict(backbone='resnet18', backbone_kwargs={'width': 4}, taps=('layer1', 'layer2'),
+            fpn_channels=8, anchor_sizes=((16,), (32,), (64,)), aspect_ratios=(1.0,),
+            representation=16, rpn_pre_nms_top_n=(20, 20), rpn_post_nms_top_n=(10, 10),
+            rpn_samples=16, box_samples=8, detections=5)
+  kw.update(over)
+  return kw
+
+
 def tiny(name: str, **top):
   """``configs/<name>.py`` shrunk to a few seconds of CPU; ``top`` overrides top-level keys."""
   if name == 'detect':
@@ -35,6 +49,13 @@ def tiny(name: str, **top):
     c.data.num_classes = 4
     c.model.kwargs.widths = (4, 8, 16)
     c.batch_size, c.eval_batch_size = 16, 32
+  elif name == 'faster_rcnn':
+    c = load_config('faster_rcnn', f'steps={STEPS}')
+    kw = two_stage_kwargs()
+    del kw['aspect_ratios']  # the config's three ratios: only its own keys have CLI flags
+    c.model.kwargs.update(kw)
+    c.data.num_train, c.data.num_eval, c.data.image_size = 64, 16, 32
+    c.batch_size, c.eval_batch_size = 8, 16
   else:
     raise ValueError(name)
   c.log_every, c.eval_every, c.checkpoint_every = 1, 30, 15

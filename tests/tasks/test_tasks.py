@@ -11,12 +11,10 @@ from cnn_jax.tasks import detection, metric_learning, segmentation
 from cnn_jax.train import loop
 from cnn_jax.train.logging import read_metrics
 from cnn_jax.train.restore import load_run
-from tests.tasks.configs import tiny
-
-TASK_CONFIGS = ('detect', 'segment', 'face_verify')
+from tests.tasks.configs import TASK_CONFIGS, tiny
 
 
-@pytest.mark.parametrize('name', (*TASK_CONFIGS, 'composed_cifar'))
+@pytest.mark.parametrize('name', TASK_CONFIGS)
 def test_best_checkpoint_is_the_best_headline_step(task_runs, name):
   workdir, result = task_runs[name]
   rows = read_metrics(workdir / 'metrics.jsonl')
@@ -77,12 +75,15 @@ def _losses(workdir):
   return np.array([r['loss'] for r in read_metrics(workdir / 'metrics.jsonl')['train']])
 
 
+# Faster R-CNN: jit only (its per-example sampling keys are what sharding could break;
+# a pmap run would add two more compiles of the largest program in the suite).
 @pytest.mark.slow
-@pytest.mark.parametrize('name', TASK_CONFIGS)
-def test_eight_devices_jit_and_pmap_match_one(task_runs, name, tmp_path):
+@pytest.mark.parametrize('name,modes', [('detect', ('jit', 'pmap')), ('segment', ('jit', 'pmap')),
+                                        ('face_verify', ('jit', 'pmap')), ('faster_rcnn', ('jit',))])
+def test_eight_devices_jit_and_pmap_match_one(task_runs, name, modes, tmp_path):
   """The loss of the first steps on 8 simulated devices equals one device's (1e-5)."""
   one = _losses(task_runs[name][0])[:4]  # steps 2-5 (step 1 is the compile, not logged)
-  for mode in ('jit', 'pmap'):
+  for mode in modes:
     # The same config and schedule as the baseline; evaluation does not touch training.
     config = tiny(name, num_devices=8, parallel=mode, log_every=1, eval_every=0,
                   checkpoint_every=100)

@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cnn_jax.train import loop
-from tests.tasks.configs import STEPS as TASK_STEPS, cli_overrides
+from tests.tasks.configs import STEPS as TASK_STEPS, TASK_CONFIGS, cli_overrides
 from tests.train.test_loop import tiny_config
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -122,9 +122,9 @@ def test_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['detect', 'segment', 'face_verify', 'composed_cifar'])
+@pytest.mark.parametrize('name', TASK_CONFIGS)
 def test_every_task_resumes_bit_identically_after_sigkill(name, task_runs, tmp_path):
-  """YOLO, FCN-8s, triplet embeddings and a composed network: kill, rerun, same result.
+  """YOLO, FCN-8s, triplet embeddings, a composed network, Faster R-CNN: kill, rerun, same.
 
   The uninterrupted run is the shared in-process run of the same config.
   """
@@ -142,7 +142,7 @@ def test_every_task_resumes_bit_identically_after_sigkill(name, task_runs, tmp_p
   headline, step = re.search(r'best (\w+) at step (\d+)', r.stdout).groups()
   assert (headline, int(step)) == (first['headline'], first['best_step'])
   assert headline == {'detect': 'mAP50', 'segment': 'mean_iou', 'face_verify': 'val_auc',
-                      'composed_cifar': 'accuracy'}[name]
+                      'composed_cifar': 'accuracy', 'faster_rcnn': 'mAP50'}[name]
 
 
 @pytest.mark.slow
