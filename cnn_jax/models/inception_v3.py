@@ -207,6 +207,10 @@ class InceptionV3(nn.Module):
       x = InceptionC(channels_7x7=c7, name=name, **kw)(x, train)
     # The head runs while initialising (its parameters exist) and in training only.
     if self.aux_logits and (train or self.is_initializing()):
+      if min(x.shape[1:3]) < 17:
+        raise ValueError(f'Inception-v3\'s auxiliary head needs 17x17 Mixed_6e maps (299x299 '
+                         f'images), got {x.shape[1]}x{x.shape[2]}; pass aux_logits=False for '
+                         'smaller images.')
       aux = InceptionAux(num_classes=self.num_classes, name='AuxLogits', **kw)(x, train)
       if train and not self.is_initializing():
         self.sow('aux_logits', 'aux1', aux.astype(jnp.float32))

@@ -14,6 +14,8 @@ from cnn_jax.ops import conv
 def _input_shape(name):
   if name == 'lenet5_classic':
     return (1, 32, 32, 1)
+  if name == 'inception_v3':  # its auxiliary head needs the reference size
+    return (1, 299, 299, 3)
   return (1, 32, 32, 3) if name.startswith(('cifar', 'lenet', 'speednet')) else (1, 224, 224, 3)
 
 
