@@ -24,6 +24,7 @@ import sys
 import jax
 import matplotlib
 import numpy as np
+from scipy import special
 
 from cnn_jax.data import augment
 from cnn_jax.ops import sliding
@@ -61,6 +62,7 @@ def window_logits(run, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 3) -> dict:
+  workdir = pathlib.Path(workdir)
   run = load_run(workdir, which)
   images, labels = mosaics(run.eval.images, run.eval.labels)
   loop, conv = window_logits(run, images)
@@ -73,9 +75,7 @@ def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 3) 
              'max_abs_logit': float(np.abs(loop).max()),
              'tile_window_accuracy': float((on_tiles == labels).mean()),
              'params': run.num_params, 'steps': int(run.config.num_steps)}
-  draw(images[:pictures], conv[:pictures], run.eval.class_names,
-       pathlib.Path(workdir) / 'sliding_windows.png')
-  workdir = pathlib.Path(workdir)
+  draw(images[:pictures], conv[:pictures], run.eval.class_names, workdir / 'sliding_windows.png')
   (workdir / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
   (workdir / 'results.md').write_text(results_table(results) + '\n')
   return results
@@ -83,8 +83,7 @@ def report(workdir: str | pathlib.Path, which: str = 'best', pictures: int = 3) 
 
 def draw(images: np.ndarray, logits: np.ndarray, class_names, path: pathlib.Path) -> None:
   """Each mosaic beside its window class map (a square per window centre)."""
-  p = np.exp(logits - logits.max(-1, keepdims=True))
-  p /= p.sum(-1, keepdims=True)
+  p = special.softmax(logits, axis=-1)
   colours = np.array(plt.cm.tab10.colors, np.float32)
   n, size = len(images), images.shape[1]
   fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), squeeze=False)
