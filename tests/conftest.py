@@ -74,11 +74,11 @@ def task_runs(run_once):
   those subprocess runs reuse these compiled programs from the cache.
   """
   from cnn_jax.train import loop
-  from tests.tasks.configs import TASK_CONFIGS, tiny
+  from tests.tasks.configs import SHARED_RUNS, tiny
 
   def train(folder):
     out = {}
-    for name in TASK_CONFIGS:
+    for name in SHARED_RUNS:
       result = loop.train_and_evaluate(tiny(name, num_devices=1), folder / name, quiet=True)
       out[name] = {k: result[k] for k in ('eval', 'headline', 'best_step', 'steps')}
     return {'folder': str(folder), 'runs': out}

@@ -40,6 +40,12 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
                           image_size=data.image_size, num_classes=data.num_classes, seed=seed,
                           objects_per_image=_objects(data.get('objects_per_image', (1, 1))),
                           instance_masks=data.instance_masks or 'instance_masks' in wants)
+  if data.name == 'synthetic_faces':
+    from cnn_jax.data.synthetic import load_faces
+    is_train = split == data.train_split
+    return load_faces('train' if is_train else 'test',
+                      num_examples=data.num_train if is_train else data.num_eval,
+                      image_size=data.image_size, seed=seed)
   if data.name == 'image_folder':
     from cnn_jax.data.image_folder import load_image_folder
     return load_image_folder(data.root, split, image_size=data.image_size or None,
@@ -59,6 +65,10 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
   if data.name == 'mask_folder':
     from cnn_jax.data.mask_folder import load_mask_folder
     return load_mask_folder(data.root, split, **common)
+  if data.name == 'landmark_folder':
+    from cnn_jax.data.landmark_folder import load_landmark_folder
+    return load_landmark_folder(data.root, split, image_size=int(data.image_size),
+                                channels=data.channels, skip_corrupt=data.skip_corrupt)
   if data.name == 'tfds' and wants:
     from cnn_jax.data.tfds_annotated import load_tfds_annotated
     return load_tfds_annotated(data.tfds_name, split, data_dir=data.data_dir or None,
@@ -67,8 +77,8 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
     from cnn_jax.data.tfds import load_tfds
     return load_tfds(data.tfds_name, split, data_dir=data.data_dir or None,
                      image_size=data.image_size or None, channels=data.channels)
-  raise ValueError(f"unknown data.name {data.name!r}; choose synthetic, image_folder, tfds, "
-                   "coco, voc or mask_folder.")
+  raise ValueError(f"unknown data.name {data.name!r}; choose synthetic, synthetic_faces, "
+                   "image_folder, tfds, coco, voc, mask_folder or landmark_folder.")
 
 
 def _ann_file(data: Any, split: str) -> str:

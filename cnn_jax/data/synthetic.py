@@ -153,9 +153,9 @@ def _check_args(num_examples, image_size, num_classes, objects_per_image, seed):
     objects_per_image = (objects_per_image, objects_per_image)
   lo, hi = (tuple(objects_per_image) + (None, None))[:2]
   if (len(tuple(objects_per_image)) != 2 or not isinstance(lo, (int, np.integer))
-      or not isinstance(hi, (int, np.integer)) or not 1 <= lo <= hi):
+      or not isinstance(hi, (int, np.integer)) or not 0 <= lo <= hi or hi < 1):
     raise ValueError(f'objects_per_image must be an int or a (min, max) pair with '
-                     f'1 <= min <= max, got {objects_per_image!r}.')
+                     f'0 <= min <= max and max >= 1, got {objects_per_image!r}.')
   return int(lo), int(hi)
 
 
@@ -192,6 +192,13 @@ def _draw_example(rng: np.random.Generator, size: int, num_classes: int, lo: int
   return {
       'kinds': kinds, 'radii': radii, 'angles': np.radians(angles), 'centres': centres,
       'colours': rng.uniform(0.0, 255.0, size=(count, _COLOUR_CANDIDATES, 3)),
+      **_draw_background(rng, size),
+  }
+
+
+def _draw_background(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+  """The random choices of one background (:func:`_backgrounds`) and its pixel noise."""
+  return {
       'bg': rng.uniform(30.0, 225.0, size=(2, 3)),
       # gradient angle, stripe angle, stripe phase, stripe cycles, stripe amplitude, noise std
       'params': np.array([rng.uniform(0, 2 * math.pi), rng.uniform(0, math.pi),
@@ -265,9 +272,13 @@ def _render_chunk(draws, size: int, k_max: int, owners: bool = False):
       box = np.stack([y0, x0, y1, x1], axis=1) / size
       boxes[idx, slot] = np.where(area[:, None] > 0, box, 0.0)
       box_labels[idx, slot] = np.where(area > 0, kind, -1)
+  return _finish(canvas, draws), masks, boxes, box_labels, owner
+
+
+def _finish(canvas: np.ndarray, draws) -> np.ndarray:
+  """Adds each draw's pixel noise and quantises: (M, S, S, 3) float -> uint8."""
   noise = np.stack([d['noise'] * d['params'][5] for d in draws])
-  images = np.clip(np.rint(canvas + noise), 0, 255).astype(np.uint8)
-  return images, masks, boxes, box_labels, owner
+  return np.clip(np.rint(canvas + noise), 0, 255).astype(np.uint8)
 
 
 def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int = 10,
@@ -280,7 +291,8 @@ def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int =
     image_size: height and width S (at least 16).
     num_classes: shape kinds used, ``SHAPES[:num_classes]`` (1 to ``len(SHAPES)``).
     objects_per_image: ``(min, max)`` objects per image, uniform; an int ``k``
-      means exactly ``k``.
+      means exactly ``k``. ``min = 0`` gives some background-only images
+      (localisation's ``p_c = 0``): their label is -1.
     seed: non-negative int; example ``i`` depends only on ``(seed, i)``.
     instance_masks: also return ``'instance_masks'`` (N*K*S*S bytes, so off by
       default); nothing else changes.
@@ -289,7 +301,8 @@ def render_scenes(num_examples: int, *, image_size: int = 32, num_classes: int =
     A dict of numpy arrays, K = ``max`` objects per image:
 
     * ``'images'``: (N, S, S, 3) uint8.
-    * ``'labels'``: (N,) int32 kind of the largest object (``box_labels[:, 0]``).
+    * ``'labels'``: (N,) int32 kind of the largest object (``box_labels[:, 0]``;
+      -1 for an image without objects).
     * ``'boxes'``: (N, K, 4) float32 ``(y_min, x_min, y_max, x_max)`` in [0, 1],
       tight around each object's pixels, objects sorted by decreasing size;
       padding rows are zero.
@@ -419,3 +432,114 @@ def render_identities(identities: range | list[int], per_identity: int, *,
                            for s in range(0, len(draws), _CHUNK)])
   return ArrayDataset(images, np.asarray(labels, np.int32),
                       tuple(f'id{i}' for i in identities))
+
+
+# ----------------------------------------------------------------------------- faces
+
+# The five landmarks of the synthetic faces, named by the side of the image
+# they are on (so a mirror swaps each left/right pair).
+FACE_LANDMARKS = ('left_eye', 'right_eye', 'nose_tip', 'mouth_left', 'mouth_right')
+FACE_FLIP_PAIRS = ((0, 1), (3, 4))
+
+
+def _draw_face(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+  """All random choices of one face; landmarks in face units (u right, v down, radii 1)."""
+  rx = size * rng.uniform(0.22, 0.32)
+  ry = min(rx * rng.uniform(1.15, 1.35), 0.46 * size)
+  reach = max(rx, ry)
+  eye_dx, eye_y = rng.uniform(0.3, 0.45), rng.uniform(-0.35, -0.15)
+  mouth_dx, mouth_y = rng.uniform(0.22, 0.38), rng.uniform(0.42, 0.56)
+  local = np.array([(-eye_dx, eye_y), (eye_dx, eye_y),
+                    (rng.uniform(-0.12, 0.12), rng.uniform(0.05, 0.2)),
+                    (-mouth_dx, mouth_y), (mouth_dx, mouth_y)])
+  return {
+      'radii': np.array([rx, ry]), 'angle': np.radians(rng.uniform(-25.0, 25.0)),
+      'centre': rng.uniform(reach, size - reach, size=2), 'local': local,
+      'skin': rng.uniform(100.0, 245.0, size=3), 'dark': rng.uniform(0.0, 70.0, size=3),
+      'lips': np.array([rng.uniform(130, 230), rng.uniform(0, 90), rng.uniform(0, 90)]),
+      **_draw_background(rng, size),
+  }
+
+
+def _segment_distance(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Distance of points (px, py) to the segment from ``a`` to ``b`` ((x, y) each)."""
+  d = b - a
+  t = np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1]) / max(float(d @ d), 1e-12), 0.0, 1.0)
+  return np.hypot(px - a[0] - t * d[0], py - a[1] - t * d[1])
+
+
+def _render_face(d: dict[str, np.ndarray], canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Paints one face on ``canvas`` (S, S, 3) in place; returns landmarks (5, 2) and box (4,), pixels."""
+  size = canvas.shape[0]
+  (rx, ry), (cx, cy), a = d['radii'], d['centre'], d['angle']
+  cos, sin = math.cos(a), math.sin(a)
+  u, v = d['local'][:, 0] * rx, d['local'][:, 1] * ry
+  marks = np.stack([cx + cos * u - sin * v, cy + sin * u + cos * v], -1)  # (x, y) pixels
+  grid = np.arange(size) + 0.5
+  px, py = grid[None, :], grid[:, None]
+  fu = (cos * (px - cx) + sin * (py - cy)) / rx
+  fv = (-sin * (px - cx) + cos * (py - cy)) / ry
+  canvas[np.square(fu) + np.square(fv) <= 1.0] = d['skin']
+  eye = max(0.1 * rx, 1.2)
+  nose_root = marks[:2].mean(0) + 0.25 * (marks[2] - marks[:2].mean(0))
+  strokes = [(np.hypot(px - x, py - y) <= 1.8 * eye, np.full(3, 250.0)) for x, y in marks[:2]]
+  strokes += [(np.hypot(px - x, py - y) <= eye, d['dark']) for x, y in marks[:2]]
+  strokes += [(_segment_distance(px, py, nose_root, marks[2]) <= max(0.05 * rx, 0.7),
+               0.6 * d['skin']),
+              (np.hypot(px - marks[2, 0], py - marks[2, 1]) <= max(0.08 * rx, 1.0),
+               0.45 * d['skin']),
+              (_segment_distance(px, py, marks[3], marks[4]) <= max(0.07 * ry, 0.9), d['lips'])]
+  for inside, colour in strokes:
+    canvas[inside] = colour
+  half = np.array([math.hypot(rx * sin, ry * cos), math.hypot(rx * cos, ry * sin)])  # (y, x)
+  box = np.concatenate([np.array([cy, cx]) - half, np.array([cy, cx]) + half])
+  return marks, np.clip(box, 0.0, size)
+
+
+def render_faces(num_examples: int, *, image_size: int = 64, seed: int = 0
+                 ) -> dict[str, np.ndarray]:
+  """Synthetic faces with known landmarks (eyes, nose tip, mouth corners).
+
+  An elliptic face of random size, skin colour, position and roll (+-25
+  degrees) on the scenes' textured backgrounds, with eyes (white and pupil),
+  a nose line ending in a tip, and a mouth line between its corners; the
+  landmark positions inside the face vary per image too. Example ``i``
+  depends only on ``(seed, i)``.
+
+  Returns:
+    ``'images'`` (N, S, S, 3) uint8; ``'landmarks'`` (N, 5, 2) float32 ``(x, y)``
+    in [0, 1] (pixel ``j`` spans ``[j, j + 1) / S``), in :data:`FACE_LANDMARKS`
+    order; ``'face_box'`` (N, 4) float32 corners ``(y0, x0, y1, x1)`` of the
+    face ellipse, in [0, 1].
+  """
+  _check_args(num_examples, image_size, 1, 1, seed)
+  n, size = int(num_examples), int(image_size)
+  out = {'images': np.zeros((n, size, size, 3), np.uint8),
+         'landmarks': np.zeros((n, len(FACE_LANDMARKS), 2), np.float32),
+         'face_box': np.zeros((n, 4), np.float32)}
+  for start in range(0, n, _CHUNK):
+    draws = [_draw_face(np.random.default_rng([int(seed), i]), size)
+             for i in range(start, min(start + _CHUNK, n))]
+    canvas = _backgrounds(draws, size)
+    for j, d in enumerate(draws):
+      out['landmarks'][start + j], out['face_box'][start + j] = (
+          x / size for x in _render_face(d, canvas[j]))
+    out['images'][start:start + len(draws)] = _finish(canvas, draws)
+  return out
+
+
+def load_faces(split: str = 'train', *, num_examples: int | None = None, image_size: int = 64,
+               seed: int = 0) -> ArrayDataset:
+  """One split of :func:`render_faces` (train and test from different derived seeds).
+
+  Returns ``images``, ``labels`` (all 0, class ``'face'``) and ``extras``
+  ``landmarks`` (N, 5, 2) ``(x, y)`` in [0, 1] and ``face_box`` (N, 4).
+  """
+  if split not in SPLITS:
+    raise ValueError(f'unknown split {split!r}; choose one of {", ".join(SPLITS)}.')
+  if num_examples is None:
+    num_examples = _DEFAULT_SIZES[split]
+  faces = render_faces(num_examples, image_size=image_size,
+                       seed=2 * int(seed) + SPLITS.index(split))
+  return ArrayDataset(faces['images'], np.zeros(len(faces['images']), np.int32), ('face',),
+                      {'landmarks': faces['landmarks'], 'face_box': faces['face_box']})

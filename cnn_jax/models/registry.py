@@ -31,6 +31,7 @@ from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.inception_v3 import InceptionV3
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.models.rcnn import RCNN, TwoStageDetector
+from cnn_jax.models.regressor import Regressor
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
 from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.speednet import SpeedNet
@@ -56,6 +57,17 @@ def embedding(backbone: str = 'cifar_resnet', dim: int = 128,
   net = get_model(backbone, num_classes=dim, conv_impl=conv_impl, dtype=dtype,
                   axis_name=axis_name, **dict(backbone_kwargs or {}))
   return Embedding(backbone=net)
+
+
+def regressor(backbone: str = 'simple_cnn', backbone_kwargs: Mapping[str, Any] | None = None,
+              num_classes: int = 10, hidden: int = 256, tap: str | None = None,
+              dropout: float = 0.0, conv_impl: str = 'lax', dtype: Any = None,
+              axis_name: str | None = None) -> Regressor:
+  """A flattened feature map of the zoo's ``backbone`` -> ``num_classes`` numbers (boxes, landmarks)."""
+  net = get_model(backbone, features_only=True, conv_impl=conv_impl, dtype=dtype,
+                  axis_name=axis_name, **dict(backbone_kwargs or {}))
+  return Regressor(backbone=net, num_classes=num_classes, hidden=hidden, tap=tap,
+                   dropout=dropout, dtype=dtype)
 
 
 def two_stage(backbone: str = 'resnet50', backbone_kwargs: Mapping[str, Any] | None = None,
@@ -106,6 +118,7 @@ _MODELS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     'yolo': (YOLO, {}),
     **{f'fcn{v}': (fcn, {'variant': v}) for v in ('32s', '16s', '8s')},
     'embedding': (embedding, {}),
+    'regressor': (regressor, {}),
     'faster_rcnn': (two_stage, {}),
     'mask_rcnn': (two_stage, {'masks': True}),
     # Girshick 2015: VGG-16's stride-16 map, RoIPool, external proposals (here the fixed grid).

@@ -14,6 +14,8 @@ from cnn_jax.importing import is_path, load_object
 from cnn_jax.tasks.base import Task, gather_batch, global_mean, scale_gradient_for_pmean
 from cnn_jax.tasks.classification import Classification
 from cnn_jax.tasks.detection import Detection
+from cnn_jax.tasks.landmarks import Landmarks
+from cnn_jax.tasks.localisation import Localisation
 from cnn_jax.tasks.metric_learning import MetricLearning
 from cnn_jax.tasks.rcnn import InstanceSegmentation, TwoStageDetection
 from cnn_jax.tasks.segmentation import Segmentation
@@ -30,7 +32,7 @@ def register(cls: type[Task]) -> type[Task]:
 
 
 for _cls in (Classification, Detection, Segmentation, MetricLearning, TwoStageDetection,
-             InstanceSegmentation):
+             InstanceSegmentation, Localisation, Landmarks):
   register(_cls)
 
 

@@ -8,8 +8,12 @@ from cnn_jax.train.config import load_config
 # cache, and the subprocesses' runs can be compared with the shared ones.
 STEPS = 60
 
-# The tiny configs every task test shares (one run each, tests/conftest.py ``task_runs``).
+# The tiny configs every task test shares (one run each, tests/conftest.py ``task_runs``),
+# also killed and resumed (tests/train/test_resume.py).
 TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar', 'faster_rcnn')
+# Shared runs whose tasks add no new path to resume (sums-only evaluation, one-field
+# flips): trained and checked for their best step and metrics, not killed.
+SHARED_RUNS = TASK_CONFIGS + ('localise', 'landmarks')
 
 
 def two_stage_kwargs(**over) -> dict:
@@ -56,6 +60,11 @@ def tiny(name: str, **top):
     c.model.kwargs.update(kw)
     c.data.num_train, c.data.num_eval, c.data.image_size = 64, 16, 32
     c.batch_size, c.eval_batch_size = 8, 16
+  elif name in ('localise', 'landmarks'):
+    c = load_config(name, f'steps={STEPS}')
+    c.data.num_train, c.data.num_eval, c.data.image_size = 128, 32, 32
+    c.model.kwargs.backbone_kwargs.widths, c.model.kwargs.hidden = (4, 8, 16), 16
+    c.batch_size, c.eval_batch_size = 16, 32
   else:
     raise ValueError(name)
   c.log_every, c.eval_every, c.checkpoint_every = 1, 30, 15
