@@ -2,7 +2,8 @@ r"""Visualise what a trained classifier learned (Zeiler & Fergus style), from it
 
   python -m cnn_jax.main --config=configs/synthetic_cnn.py --workdir=workdirs/synthetic_cnn
   python -m experiments.visualize --workdir workdirs/synthetic_cnn \
-      [--out-dir DIR] [--layers conv1,conv3] [--units 0,1,2,3,4,5] [--image 0] [--top-k 8]
+      [--out-dir DIR] [--layers conv1,conv3] [--units 0,1,2,3,4,5] [--image 0] [--top-k 8] \
+      [--deconv-layer conv3] [--deconv-units 6] [--deconv-location max|all]
 
 Reads ``config.json`` and the checkpoint (``--which latest|best``) of any
 ``cnn_jax.main`` run and its eval split, and writes to ``--out-dir`` (default
@@ -16,6 +17,12 @@ Reads ``config.json`` and the checkpoint (``--which latest|best``) of any
 * ``saliency.png``: the input and |d logit / d input| for its true class;
 * ``occlusion.png``: the input and the true-class probability with a grey
   patch at each position;
+* ``deconvnet.png``: the input, its saliency map and, for the
+  ``--deconv-units`` channels of ``--deconv-layer`` (default: the last of
+  ``--layers``) most active on it, Zeiler & Fergus's deconvnet projection
+  back to pixels (:mod:`cnn_jax.models.deconvnet`; grey is zero) of the
+  channel's strongest unit (``--deconv-location max``, the paper's) or of its
+  whole map (``all``);
 * ``visualize.json``: layers, receptive fields, prediction.
 """
 
@@ -31,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax.data import augment
-from cnn_jax.models import explain, introspect
+from cnn_jax.models import deconvnet, explain, introspect
 from cnn_jax.train.restore import load_run
 
 
@@ -84,9 +91,43 @@ def _side_by_side(image: np.ndarray, heat: np.ndarray, path: pathlib.Path, title
   plt.close(fig)
 
 
+def _signed01(p: np.ndarray) -> np.ndarray:
+  """A signed projection in [0, 1] with zero at 0.5 (its largest |value| at 0 or 1)."""
+  p = np.asarray(p, np.float32)
+  return np.clip(0.5 + 0.5 * p / max(float(np.abs(p).max()), 1e-12), 0, 1)
+
+
+def _deconv_figure(image: np.ndarray, heat: np.ndarray, projections: np.ndarray,
+                   titles: list[str], path: pathlib.Path, sal_title: str) -> None:
+  """Input, saliency map and one panel per projection (H, W, C), 4 panels a row."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  n = 2 + len(projections)
+  cols = min(4, n)
+  rows = -(-n // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False)
+  axes = axes.ravel()
+  axes[0].imshow(image)
+  axes[0].set_title('input', fontsize=9)
+  axes[1].imshow(heat, cmap='inferno')
+  axes[1].set_title(sal_title, fontsize=9)
+  for ax, p, title in zip(axes[2:], projections, titles):
+    shown = _signed01(p)
+    ax.imshow(shown if shown.shape[-1] == 3 else shown[..., 0], cmap='gray', vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+  for ax in axes:
+    ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
 def run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None, *,
         layers: list[str] | None = None, units: list[int] | None = None, image: int = 0,
-        top_k: int = 8, which: str = 'latest', max_images: int = 2000) -> dict:
+        top_k: int = 8, which: str = 'latest', max_images: int = 2000,
+        deconv_layer: str | None = None, deconv_units: int = 6,
+        deconv_location: str = 'max') -> dict:
 
   workdir = pathlib.Path(workdir)
   run_ = load_run(workdir, which)
@@ -107,7 +148,8 @@ def run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None, 
   spatial = [r.name for r in rows if len(r.output_shape) == 4 and '/' not in r.name]
   if layers is None:
     layers = list(dict.fromkeys([spatial[0], spatial[len(spatial) // 2], spatial[-1]]))
-  unknown = [l for l in layers if l not in spatial]
+  deconv_layer = deconv_layer or layers[-1]
+  unknown = [l for l in dict.fromkeys([*layers, deconv_layer]) if l not in spatial]
   if unknown:
     raise ValueError(f'layers {unknown} are not spatial layers of {config.model.name}; '
                      f'choose from {spatial}.')
@@ -144,11 +186,26 @@ def run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None, 
   occ = explain.occlusion(apply_fn, inputs[image], label, patch=max(4, h // 8),
                           stride=max(2, h // 16))
   _side_by_side(pictures[image], occ, out / 'occlusion.png', f'p(class {label}), occluded')
+  # Deconvnet: the channels of deconv_layer most active on this image, each
+  # projected from its strongest position (raises for a non-chain model).
+  chain = deconvnet.read_chain(model, variables, deconv_layer, x)
+  fmap = np.asarray(introspect.activations(model, variables, x, [deconv_layer])[deconv_layer][0])
+  strength = fmap.max(axis=(0, 1))
+  top = [int(c) for c in np.argsort(-strength, kind='stable')[:deconv_units]]
+  if deconv_location not in ('max', 'all'):
+    raise ValueError(f"--deconv-location must be 'max' or 'all', got {deconv_location!r}.")
+  projections = deconvnet.project_units(model, variables, x, deconv_layer, top, chain=chain,
+                                        location=deconv_location)[0]
+  _deconv_figure(pictures[image], sal[0], projections,
+                 [f'{deconv_layer} ch {c}, a={strength[c]:.2f}' for c in top],
+                 out / 'deconvnet.png', f'saliency, class {label}')
   summary = {
       'model': config.model.name, 'filters_from': kernel_layer, 'layers': layers,
       'receptive_fields': {l: {'size': f.size, 'stride': f.stride, 'offset': f.offset}
                            for l, f in fields.items()},
       'image': image, 'label': label, 'predicted': int(np.argmax(logits)),
+      'deconvnet': {'layer': deconv_layer, 'location': deconv_location, 'units': top,
+                    'activations': [round(float(strength[c]), 4) for c in top]},
       'files': sorted(p.name for p in out.glob('*.png')),
   }
   (out / 'visualize.json').write_text(json.dumps(summary, indent=2) + '\n')
@@ -165,12 +222,19 @@ def main(argv=None) -> int:
   p.add_argument('--image', type=int, default=0, help='eval image to explain')
   p.add_argument('--top-k', type=int, default=8)
   p.add_argument('--which', default='latest', choices=('latest', 'best'))
+  p.add_argument('--deconv-layer', default=None,
+                 help='layer whose top units the deconvnet projects (default: last of --layers)')
+  p.add_argument('--deconv-units', type=int, default=6, help='how many top units to project')
+  p.add_argument('--deconv-location', default='max', choices=('max', 'all'),
+                 help="project each channel's strongest unit (max) or its whole map (all)")
   args = p.parse_args(argv)
   try:
     summary = run(args.workdir, args.out_dir,
                   layers=args.layers.split(',') if args.layers else None,
                   units=[int(u) for u in args.units.split(',')] if args.units else None,
-                  image=args.image, top_k=args.top_k, which=args.which)
+                  image=args.image, top_k=args.top_k, which=args.which,
+                  deconv_layer=args.deconv_layer, deconv_units=args.deconv_units,
+                  deconv_location=args.deconv_location)
   except (ValueError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

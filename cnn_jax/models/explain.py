@@ -6,6 +6,8 @@
 * :func:`top_patches` finds the input crops that most excite chosen units of a
   layer, cropped to each unit's receptive field
   (:func:`cnn_jax.models.introspect.receptive_field`).
+* Zeiler & Fergus's deconvnet projections (unpooling with the max-pool
+  switches, ReLU, transposed filters) are in :mod:`cnn_jax.models.deconvnet`.
 
 Inputs are the model's inputs (normalised float images); outputs are numpy.
 """

@@ -31,8 +31,13 @@ def test_visualize_writes_every_picture(run_dir, tmp_path):
   # conv3 after two 2x2 pools: 3 + 1 + 2*2 + 2*2 + 2*4 = 18, stride 4.
   assert summary['receptive_fields']['conv3']['size'] == (18, 18)
   for name in ('filters.png', 'saliency.png', 'occlusion.png', 'top_patches_conv2.png',
-               'activations_conv3.png'):
+               'activations_conv3.png', 'deconvnet.png'):
     assert (tmp_path / name).stat().st_size > 200, name
+  # The deconvnet panel: conv3's 6 most active channels on this image, strongest first.
+  deconv = summary['deconvnet']
+  assert deconv['layer'] == 'conv3' and deconv['location'] == 'max'
+  assert len(deconv['units']) == 6 and len(set(deconv['units'])) == 6
+  assert deconv['activations'] == sorted(deconv['activations'], reverse=True)
   assert json.loads((tmp_path / 'visualize.json').read_text())['label'] == summary['label']
 
 
@@ -57,5 +62,7 @@ def test_bad_input_errors(run_dir, tmp_path):
     visualize.run(tmp_path, tmp_path / 'o')
   with pytest.raises(ValueError, match=r"layers \['fc'\] are not spatial layers"):
     visualize.run(run_dir, tmp_path / 'o', layers=['fc'])
+  with pytest.raises(ValueError, match=r"layers \['fc'\] are not spatial layers"):
+    visualize.run(run_dir, tmp_path / 'o', layers=['conv1'], deconv_layer='fc')
   assert visualize.main(['--workdir', str(run_dir), '--image', '999',
                          '--out-dir', str(tmp_path / 'o')]) == 2
