@@ -9,7 +9,9 @@ predicts [p_obj, t_y, t_x, t_h, t_w, class logits] per slot (task
 ``detection``, model ``yolo``). Evaluated by mAP@0.5 (VOC all-point AP) on
 held-out scenes after per-class NMS; ``checkpoints`` keeps the best-mAP step.
 
-Arg: none, or ``steps=N``.
+Arg: none, or ``steps=N``. ``--config.task.loss=course`` trains with the course's
+(YOLO v1's) sum-squared-error loss, :func:`cnn_jax.ops.losses.yolo_course_loss`,
+instead of the default ``modern`` one (BCE objectness, CE classes); not measured here.
 
 Result (2026-12-02, 2-core x86-64 CPU dev machine, jax 0.10.2, the command above,
 defaults, CPU shared with another job): mAP@0.5 0.985 (AP disc 0.989, square 0.981,

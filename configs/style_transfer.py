@@ -9,7 +9,8 @@ r"""Neural style transfer (Gatys et al. 2015) with VGG-19 features.
 
 J = content_weight * J_content(conv4_2) + style_weight * sum_l lambda_l J_style(l)
     + tv_weight * TV, with lambda_l = 1/5 for conv1_1, conv2_1, conv3_1, conv4_1,
-conv5_1 and the course's normalisations (cnn_jax.ops.losses). Activations are
+conv5_1 and the course's normalisations (cnn_jax.ops.losses; ``content_norm='half'``
+for the lecture's J_content = 1/2 ||a_C - a_G||^2). Activations are
 taken after each conv's ReLU. The generated image starts from the content
 image plus uniform noise and is optimised in [0, 1] pixel space.
 
@@ -37,6 +38,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer = 'adam'         # 'adam' | 'lbfgs'
   c.lr = 0.03                  # Adam, in [0, 1] pixel units
   c.content_layer = 'conv4_2'
+  # J_content's normalisation (cnn_jax.ops.losses.content_loss): '4hwc' divides the sum of
+  # squares by 4 nH nW nC (the course's exercise); 'half' is 1/2 ||a_C - a_G||^2 (the
+  # course's lecture, Gatys et al. eq. 1), 2 nH nW nC times larger (at conv4_2 of a
+  # 128x128 image 2 * 16 * 16 * 512): divide content_weight by that to keep the balance.
+  c.content_norm = '4hwc'
   c.style_layers = ('conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1')
   # alpha, beta: beta is tuned by eye for the random-weight fallback, whose
   # style cost is tiny next to its content cost; with trained weights

@@ -11,14 +11,22 @@ r"""Transfer learning: a CIFAR ResNet trained on classes 0-4, moved to classes 5
   scratch   target task, from scratch (the baseline)
   features  (a) feature extraction: the whole backbone frozen (BN statistics
             included), a new ``fc`` head trained
-  partial   (b) the stem and the first ``frozen_stages`` stages frozen, the rest
-            trained
+  partial   (b) the course's case II: the stem and the first ``frozen_stages``
+            stages frozen, the later layers and the new head trained, at lr x
+            ``partial_lr`` (default 0.1: 0.005 instead of 0.05)
   finetune  (c) everything trained from the source weights, lr x ``finetune_lr``
+
+Learning rates: from scratch (and feature extraction, where only a new random head
+learns) lr 0.05 (momentum 0.9, cosine). Whenever trained layers start from the
+source weights (``partial``, ``finetune``) the lr is 10x smaller by default, 0.005,
+as the course advises ("keep it small"): the source weights are already a good
+solution, a large first step would wreck them before the new head has learned
+anything useful, and 20 images per class would overfit quickly anyway.
 
 Args (``key=value``, comma separated): mode, source (the pretrain workdir, for
 features/partial/finetune; sets ``transfer.init_from``), shots (labelled target images per
 class, 0 = all), depth (6k+2), steps, data ('synthetic' | 'folder'), root (the
-image folder for data=folder), frozen_stages, finetune_lr.
+image folder for data=folder), frozen_stages, partial_lr, finetune_lr (lr multipliers).
 
 ``experiments/transfer.py`` runs all five and writes the comparison table.
 
@@ -26,7 +34,12 @@ Result (2026-11-24, 2-core CPU dev machine, jax 0.10.2, synthetic shapes,
 ``python -m experiments.transfer run --out-dir workdirs/transfer``): source
 99.9% after 600 steps (144 s); target with 20 images per class, 200 steps,
 2 seeds: scratch 36.4 +- 2.9%, features 89.0 +- 0.8%, partial 94.1 +- 0.1%,
-finetune 89.8 +- 3.2%.
+finetune 89.8 +- 3.2%. That partial figure is from before its lr was lowered,
+i.e. ``partial_lr=1.0`` (lr 0.05). Re-measured 2026-12-06 (same machine and
+recipe, CPU shared; source again 99.9%): partial at the new default lr 0.005
+91.9 +- 1.4% (90.9, 92.9) vs 94.1 +- 0.05% (94.08, 94.14) at ``partial_lr=1.0``.
+Here, with 200 steps and a source task close to the target, the small lr costs
+about 2 points: it is the course's safe default, not this benchmark's best.
 """
 
 import ml_collections
@@ -41,7 +54,7 @@ TARGET_CLASSES = (5, 6, 7, 8, 9)
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, {'mode': 'pretrain', 'source': '', 'shots': 20, 'depth': 8, 'steps': 0,
                       'data': 'synthetic', 'root': '', 'frozen_stages': 1,
-                      'finetune_lr': 0.1})
+                      'partial_lr': 0.1, 'finetune_lr': 0.1})
   if a['mode'] not in MODES:
     raise ValueError(f'mode={a["mode"]!r} is not valid; choose one of {", ".join(MODES)}.')
   c = default_config()
@@ -86,6 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.transfer.freeze = ('*',)
   elif a['mode'] == 'partial':
     c.transfer.freeze = ('stem',) + tuple(f'stage{i}' for i in range(1, a['frozen_stages'] + 1))
+    c.optimizer.lr *= a['partial_lr']  # trained layers start from source weights: keep lr small
   elif a['mode'] == 'finetune':
     c.optimizer.lr *= a['finetune_lr']
   return c

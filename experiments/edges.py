@@ -1,11 +1,14 @@
 """Classic edge filters on a generated scene, written as one PNG panel.
 
-  python -m experiments.edges --out out/edges.png [--image photo.jpg] [--impl einsum]
+  python -m experiments.edges --out out/edges.png [--image photo.jpg] [--impl einsum] \
+      [--combine sum]
 
 Without ``--image`` it draws a deterministic scene (a disc, a square and a
 triangle on a shaded background), so it runs offline with no data. Each panel
 is ``cnn_jax.ops.edge_detect`` with one kernel (VALID padding, so no border artefacts); the signed responses use a
-diverging colour map, the Sobel/Scharr magnitudes a sequential one.
+diverging colour map, the Sobel/Scharr magnitudes a sequential one. ``--combine sum``
+draws Sobel/Scharr as the course does, the vertical and horizontal responses added
+(signed, so with the diverging map) instead of the gradient magnitude (the default).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def main(argv=None) -> int:
   p.add_argument('--out', default='out/edges.png', help='PNG file to write')
   p.add_argument('--image', default=None, help='optional RGB image; default: a generated scene')
   p.add_argument('--impl', default='lax', choices=('lax', 'einsum'), help='conv implementation')
+  p.add_argument('--combine', default='magnitude', choices=filters.COMBINES,
+                 help="sobel/scharr panels: 'magnitude' sqrt(gx^2 + gy^2) (default) or "
+                      "'sum' gx + gy (the course's added responses)")
   args = p.parse_args(argv)
 
   import matplotlib
@@ -58,8 +64,12 @@ def main(argv=None) -> int:
   img = scene() if args.image is None else load_image(args.image)
   panels = [('input', img, None)]
   for kind in filters.EDGE_KINDS:
-    edges = np.asarray(filters.edge_detect(img, kind, impl=args.impl))
-    panels.append((kind, edges, 'magma' if kind in ('sobel', 'scharr') else 'RdBu'))
+    pair = kind in ('sobel', 'scharr')
+    combine = args.combine if pair else 'magnitude'  # single kernels have nothing to combine
+    edges = np.asarray(filters.edge_detect(img, kind, impl=args.impl, combine=combine))
+    title = f'{kind} (gx + gy)' if pair and combine == 'sum' else kind
+    # Magnitudes are non-negative (sequential map); signed responses, sums included, diverge.
+    panels.append((title, edges, 'magma' if pair and combine == 'magnitude' else 'RdBu'))
 
   fig, axes = plt.subplots(3, 3, figsize=(9, 9))
   for ax, (title, data, cmap) in zip(axes.flat, panels):
@@ -70,7 +80,7 @@ def main(argv=None) -> int:
       ax.imshow(data, cmap=cmap)
     ax.set_title(title)
     ax.axis('off')
-  fig.suptitle(f'cnn_jax.ops.edge_detect (impl={args.impl})')
+  fig.suptitle(f'cnn_jax.ops.edge_detect (impl={args.impl}, combine={args.combine})')
   fig.tight_layout()
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -133,10 +133,16 @@ def make_loss(features: Callable, cfg: Any) -> Callable[..., tuple[jax.Array, di
   closures, so that jit does not bake (and constant-fold) them into the program.
   """
   style_layers = tuple(cfg.style_layers)
+  # .get: configs written before content_norm existed meant the default normalisation.
+  content_norm = cfg.get('content_norm', '4hwc')
+  if content_norm not in losses.CONTENT_NORMS:  # here, not at the first traced step
+    raise ValueError(f'content_norm={content_norm!r} is not valid; choose one of '
+                     f'{", ".join(losses.CONTENT_NORMS)}.')
 
   def loss(gen: jax.Array, variables: Any, targets: dict) -> tuple[jax.Array, dict]:
     feats = features(variables, gen)
-    j_content = losses.content_loss(targets['content'], feats[cfg.content_layer])
+    j_content = losses.content_loss(targets['content'], feats[cfg.content_layer],
+                                    norm=content_norm)
     j_style = losses.style_loss([(targets['style'][l], feats[l]) for l in style_layers])
     j_tv = losses.total_variation(gen)
     total = cfg.content_weight * j_content + cfg.style_weight * j_style + cfg.tv_weight * j_tv

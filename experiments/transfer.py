@@ -6,7 +6,7 @@ in four ways (``configs/transfer.py``):
 
   scratch   random init (the baseline)
   features  (a) frozen backbone (BN statistics too), new head
-  partial   (b) stem + first stage frozen, the rest trained
+  partial   (b) stem + first stage frozen, the rest trained at lr x 0.1
   finetune  (c) all trained from the source weights at lr x 0.1
 
   # synthetic shapes (offline, about 2 minutes on 2 CPU cores)
@@ -41,7 +41,7 @@ MODES = ('scratch', 'features', 'partial', 'finetune')
 DESCRIPTIONS = {
     'scratch': 'from scratch (random init)',
     'features': '(a) feature extraction: backbone frozen, new head',
-    'partial': '(b) stem + stage 1 frozen, rest trained',
+    'partial': '(b) stem + stage 1 frozen, rest trained, lr x 0.1',
     'finetune': '(c) full fine-tune, lr x 0.1',
 }
 

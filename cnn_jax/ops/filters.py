@@ -29,6 +29,8 @@ _X_KERNELS = {
 _Y_NAMES = {'vertical': 'horizontal', 'sobel_x': 'sobel_y', 'scharr_x': 'scharr_y'}
 _KERNELS = {**_X_KERNELS, **{_Y_NAMES[k]: v.T for k, v in _X_KERNELS.items()}}
 _MAGNITUDES = {'sobel': ('sobel_x', 'sobel_y'), 'scharr': ('scharr_x', 'scharr_y')}
+# How 'sobel' / 'scharr' combine their two responses gx, gy.
+COMBINES: tuple[str, ...] = ('magnitude', 'sum')
 
 EDGE_KERNELS: tuple[str, ...] = tuple(_KERNELS)
 EDGE_KINDS: tuple[str, ...] = EDGE_KERNELS + tuple(_MAGNITUDES)
@@ -98,7 +100,7 @@ def _to_gray_batch(image: jax.Array) -> jax.Array:
 
 
 def edge_detect(image: jax.Array, kind: str = 'sobel', padding: Padding = 'VALID',
-                impl: Impl = 'lax') -> jax.Array:
+                impl: Impl = 'lax', combine: str = 'magnitude') -> jax.Array:
   """Edge map of an image by cross-correlation with a 3x3 edge kernel.
 
   RGB(A) images are first reduced to luminance with the ITU-R BT.601 weights
@@ -111,10 +113,18 @@ def edge_detect(image: jax.Array, kind: str = 'sobel', padding: Padding = 'VALID
     kind: one of ``EDGE_KINDS``. The kernel names (``'vertical'``,
       ``'horizontal'``, ``'sobel_x'``, ``'sobel_y'``, ``'scharr_x'``,
       ``'scharr_y'``) give the signed response; ``'sobel'`` and ``'scharr'``
-      give the gradient magnitude ``sqrt(gx^2 + gy^2)``.
+      combine the ``_x`` and ``_y`` responses ``gx, gy`` as ``combine`` says.
     padding: any spelling from :mod:`cnn_jax.ops.shapes` (``'SAME'`` keeps
       ``H, W``; padding is with zeros).
     impl: ``conv2d`` implementation, ``'lax'`` or ``'einsum'``.
+    combine: for ``'sobel'`` / ``'scharr'`` only. ``'magnitude'`` (the
+      default) is the gradient magnitude ``sqrt(gx^2 + gy^2)``: non-negative
+      and the same for an edge at any orientation. ``'sum'`` is ``gx + gy``,
+      the course's "add the vertical and the horizontal responses": one
+      cross-correlation with ``k_x + k_y`` (for Sobel
+      ``[[2, 2, 0], [2, 0, -2], [0, -2, -2]]``), signed, strongest on edges
+      along the anti-diagonal (bright top-left) and blind where
+      ``gx = -gy`` (an edge along the main diagonal, bright top-right).
 
   Returns:
     ``(H', W')`` for a single image, ``(N, H', W')`` for a batch, where
@@ -122,6 +132,12 @@ def edge_detect(image: jax.Array, kind: str = 'sobel', padding: Padding = 'VALID
   """
   if kind not in EDGE_KINDS:
     raise ValueError(f'unknown edge kind {kind!r}; known kinds: {", ".join(EDGE_KINDS)}.')
+  if combine not in COMBINES:
+    raise ValueError(f'combine={combine!r} is not valid; choose one of {", ".join(COMBINES)}.')
+  if combine != 'magnitude' and kind not in _MAGNITUDES:
+    # A single kernel has nothing to combine: refuse rather than silently ignore.
+    raise ValueError(f'combine={combine!r} needs kind sobel or scharr (two responses), '
+                     f'got kind {kind!r}.')
   batched = jnp.ndim(image) == 4
   x = _to_gray_batch(jnp.asarray(image))
   names = _MAGNITUDES.get(kind, (kind,))
@@ -129,7 +145,9 @@ def edge_detect(image: jax.Array, kind: str = 'sobel', padding: Padding = 'VALID
   w = jnp.stack([edge_kernel(n) for n in names], axis=-1)[:, :, None, :].astype(x.dtype)
   # Edges are small differences of large values; TF32 would blur them.
   y = conv2d(x, w, padding=padding, impl=impl, precision=lax.Precision.HIGHEST)
-  if kind in _MAGNITUDES:
+  if kind in _MAGNITUDES and combine == 'sum':
+    y = y[..., 0] + y[..., 1]
+  elif kind in _MAGNITUDES:
     sq = jnp.sum(jnp.square(y), axis=-1)
     # Safe-where: sqrt has an infinite slope at 0 (flat regions), which would
     # make gradients through the magnitude NaN.

@@ -29,6 +29,10 @@ Array = jax.Array
 REDUCTIONS = ('mean', 'sum', 'none')
 MINING = ('all', 'hard', 'semi_hard')
 PAIRWISE_FEATURES = ('abs', 'chi2')
+CONTENT_NORMS = ('4hwc', 'half')
+# 'modern': BCE objectness, CE classes (yolo_loss); 'course': sum-squared error throughout
+# (yolo_course_loss, YOLO v1 / the course).
+YOLO_LOSSES = ('modern', 'course')
 
 # Gram matrices and pairwise distances are differences of large dot products;
 # TF32 / bf16 passes on accelerators would swamp the differences we care about.
@@ -378,19 +382,31 @@ def _check_pair(a: Array, b: Array, names: str) -> tuple[Array, Array]:
   return a, b
 
 
-def content_loss(a_c: Array, a_g: Array) -> Array:
-  """``1 / (4 nH nW nC) * sum (a_c - a_g)^2`` per image, averaged over the batch.
+def content_loss(a_c: Array, a_g: Array, norm: str = '4hwc') -> Array:
+  """The content cost of one layer per image, averaged over the batch.
+
+  * ``norm='4hwc'`` (default): ``1 / (4 nH nW nC) * sum (a_c - a_g)^2``, the
+    course's programming exercise; dividing by the layer size keeps the cost
+    of a large image or a wide layer on the same scale as a small one.
+  * ``norm='half'``: ``1/2 ||a_c - a_g||^2``, the cost as the course's lecture
+    and Gatys et al. (2015, eq. 1) write it; its gradient with respect to
+    ``a_g`` is simply ``a_g - a_c``, but its size grows with ``nH nW nC``, so
+    ``content_weight`` has to be retuned when the image or layer changes.
 
   Args:
     a_c, a_g: content and generated activations of one layer, ``(H, W, C)``
       or ``(..., H, W, C)``; leading axes are batch axes.
+    norm: one of ``CONTENT_NORMS``.
 
   Returns:
     A scalar.
   """
+  if norm not in CONTENT_NORMS:
+    raise ValueError(f'norm={norm!r} is not valid; choose one of {", ".join(CONTENT_NORMS)}.')
   a_c, a_g = _check_pair(a_c, a_g, 'a_c, a_g')
   h, w, c = a_c.shape[-3:]
-  per_image = jnp.sum(jnp.square(a_c - a_g), axis=(-3, -2, -1)) / (4.0 * h * w * c)
+  scale = 4.0 * h * w * c if norm == '4hwc' else 2.0
+  per_image = jnp.sum(jnp.square(a_c - a_g), axis=(-3, -2, -1)) / scale
   return jnp.mean(per_image)
 
 
@@ -522,6 +538,70 @@ def yolo_loss(output: Array, target: Array, *, coord_weight: float = 5.0,
            'cls': jnp.sum(obj * cls) / n}
   return sum(parts.values()), parts
 
+
+def yolo_course_loss(output: Array, target: Array, anchors: Array, *,
+                     coord_weight: float = 5.0, noobj_weight: float = 0.5
+                     ) -> tuple[Array, dict[str, Array]]:
+  """The YOLO v1 / course loss: sum-squared error on every term.
+
+  Redmon et al. (2016, eq. 3), as the course writes it, on the same
+  ``(N, S, S, B, 5 + C)`` outputs and :func:`cnn_jax.ops.boxes.yolo_encode`
+  targets as :func:`yolo_loss`. The squared errors are taken on what
+  :func:`cnn_jax.ops.boxes.detect` decodes, not on raw logits, so the loss
+  measures the quantities the detector reports:
+
+  * ``p = sigmoid(out[0])``, ``(y, x) = sigmoid(out[1:3])`` (the centre's
+    offset in its cell, in [0, 1]), ``(h, w) = anchor * exp(out[3:5])``
+    (fractions of the image), class probabilities ``softmax(out[5:])``;
+  * objectness: ``1obj (p - 1)^2 + noobj_weight (1 - 1obj) p^2`` (the
+    course's target ``p_c = 1``; YOLO v1 itself regresses to the IoU of the
+    predicted box with the ground truth);
+  * box: ``coord_weight 1obj [(y - ty)^2 + (x - tx)^2 + (sqrt h - sqrt h*)^2 +
+    (sqrt w - sqrt w*)^2]`` with ``h* = anchor_h exp(t[3])`` the true size:
+    the square roots make an error on a small box cost more than the same
+    error on a large one;
+  * class: ``1obj sum_c (softmax(out[5:])_c - onehot_c)^2``, per anchor slot
+    (YOLO v1 predicts one class distribution per cell; here each slot has its own).
+
+  Summed over slots, averaged over images (as :func:`yolo_loss`).
+
+  Args:
+    output: ``(N, S, S, B, 5 + C)`` raw network outputs.
+    target: ``(N, S, S, B, 5 + C)`` from ``yolo_encode``.
+    anchors: ``(B, 2)`` anchor ``(h, w)`` as fractions of the image, the
+      ones the targets were encoded with (the square-root size term needs
+      sizes, not log ratios).
+    coord_weight: YOLO's ``lambda_coord``.
+    noobj_weight: YOLO's ``lambda_noobj``.
+
+  Returns:
+    ``(total, parts)`` with parts ``obj``, ``noobj``, ``box``, ``cls``.
+  """
+  output, target = jnp.asarray(output), jnp.asarray(target)
+  anchors = jnp.asarray(anchors)
+  if output.shape != target.shape or output.ndim != 5 or output.shape[-1] < 6:
+    raise ValueError(f'output and target must both be (N, S, S, B, 5 + C), got {output.shape} '
+                     f'and {target.shape}.')
+  if anchors.shape != (output.shape[3], 2):
+    raise ValueError(f'anchors must be (B, 2) = ({output.shape[3]}, 2) for B anchors per cell, '
+                     f'got {anchors.shape}.')
+  obj = target[..., 0]
+  p = jax.nn.sigmoid(output[..., 0])
+  # sqrt(anchor * exp(t)) = sqrt(anchor) * exp(t / 2): no sqrt of a predicted size,
+  # whose slope at 0 would be infinite.
+  root_anchor = jnp.sqrt(anchors.astype(output.dtype))
+  root_size = root_anchor * jnp.exp(0.5 * output[..., 3:5])
+  # Empty slots hold t = 0 (size = anchor); they are masked by 1obj below.
+  root_size_true = root_anchor * jnp.exp(0.5 * target[..., 3:5])
+  box = (jnp.sum(jnp.square(jax.nn.sigmoid(output[..., 1:3]) - target[..., 1:3]), -1) +
+         jnp.sum(jnp.square(root_size - root_size_true), -1))
+  cls = jnp.sum(jnp.square(jax.nn.softmax(output[..., 5:], axis=-1) - target[..., 5:]), -1)
+  n = output.shape[0]
+  parts = {'obj': jnp.sum(obj * jnp.square(p - 1.0)) / n,
+           'noobj': noobj_weight * jnp.sum((1.0 - obj) * jnp.square(p)) / n,
+           'box': coord_weight * jnp.sum(obj * box) / n,
+           'cls': jnp.sum(obj * cls) / n}
+  return sum(parts.values()), parts
 
 
 def smooth_l1(x: Array, beta: float = 1.0) -> Array:

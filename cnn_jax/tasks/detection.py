@@ -88,6 +88,10 @@ class Detection(Task):
   @staticmethod
   def defaults() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    # 'modern' (ops.yolo_loss: BCE objectness, softmax CE classes, squared error on
+    # offsets and log sizes) or 'course' (ops.yolo_course_loss: YOLO v1's sum-squared
+    # error on the decoded objectness, offsets, sqrt sizes and class probabilities).
+    c.loss = 'modern'
     c.coord_weight = 5.0      # YOLO's lambda_coord
     c.noobj_weight = 0.5      # YOLO's lambda_noobj
     c.score_threshold = 0.05  # detections kept for AP
@@ -129,13 +133,21 @@ class Detection(Task):
     return {'image': mirror, 'boxes': box_ops.flip_boxes_lr}
 
   def loss(self, out, batch, extras, axis_name):
-    del extras, axis_name  # yolo_loss averages over images: the step's pmean is global
+    del extras, axis_name  # both losses average over images: the step's pmean is global
+    # .get: a run saved before task.loss existed trained with the modern loss.
+    kind = self.t.get('loss', 'modern')
+    if kind not in losses.YOLO_LOSSES:
+      raise ValueError(f'task.loss={kind!r} is not valid; choose one of '
+                       f'{", ".join(losses.YOLO_LOSSES)}.')
     grid_h, grid_w = out.shape[1:3]
     if grid_h != grid_w:
       raise ValueError(f'the detector needs square images (grid {grid_h}x{grid_w}).')
     encode = jax.vmap(lambda b, l: box_ops.yolo_encode(
         b, l, grid=grid_h, anchors=self.anchors, num_classes=out.shape[-1] - 5))
     target = encode(batch['boxes'], batch['box_labels'])
+    if kind == 'course':
+      return losses.yolo_course_loss(out, target, self.anchors, coord_weight=self.t.coord_weight,
+                                     noobj_weight=self.t.noobj_weight)
     return losses.yolo_loss(out, target, coord_weight=self.t.coord_weight,
                             noobj_weight=self.t.noobj_weight)
 

@@ -9,12 +9,14 @@ the same keys and a typo is an error:
   checkpoint_every, keep_checkpoints, keep_best
   distributed: coordinator_address ('' single host, 'auto', or host:port),
              num_processes, process_id
-  task:      name ('classification' | 'detection' | 'segmentation' | 'metric_learning',
+  task:      name ('classification' | 'detection' | 'segmentation' | 'metric_learning' | 'rcnn'
+             | 'instance_segmentation' | 'localisation' | 'landmarks',
              or a path 'pkg.module:Class'), then that task's own keys (its defaults())
   model:     name (a cnn_jax.models.list_models() name, or a path 'pkg.module:attr' /
              'file.py:attr' to a Linen class or a compose-network factory), conv_impl,
              kwargs (model args)
-  data:      name ('synthetic' | 'image_folder' | 'tfds' | 'coco' | 'voc' | 'mask_folder'),
+  data:      name ('synthetic' | 'synthetic_faces' | 'image_folder' | 'tfds' | 'coco' | 'voc'
+             | 'mask_folder' | 'landmark_folder'),
              root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
              num_eval, objects_per_image (synthetic scenes), mean, std, cache_dir,
@@ -25,7 +27,7 @@ the same keys and a typo is an error:
   augment:   crop_padding, flip, rotation, shift, zoom, shear, scale_crop (detection/segmentation)
   optimizer: name, lr, momentum, b1, b2, weight_decay, grad_clip_norm, label_smoothing
   schedule:  name, warmup_steps, warmup_mode ('linear' | 'constant'), warmup_factor,
-             decay_steps, decay_factor, end_factor
+             decay_steps, decay_factor, decay_factors (one per boundary), end_factor
   transfer:  init_from (a trained run's workdir), init_which ('latest' | 'best'),
              exclude (modules re-initialised: the new head), freeze (module patterns,
              '*' = all but exclude); see cnn_jax.train.transfer
@@ -46,12 +48,14 @@ from cnn_jax.importing import is_path
 from cnn_jax.ops import conv
 from cnn_jax.train import optim, parallel
 
-DATASETS = ('synthetic', 'image_folder', 'tfds', 'coco', 'voc', 'mask_folder')
+DATASETS = ('synthetic', 'synthetic_faces', 'image_folder', 'tfds', 'coco', 'voc', 'mask_folder',
+            'landmark_folder')
 # Readers of annotated images (boxes, masks) under data.root; see cnn_jax/data/annotations.py.
 ANNOTATED_DATASETS = {
     'coco': 'a COCO dataset: <root>/<split>/ images and an instances JSON (data.train_ann)',
     'voc': 'a PASCAL VOC year folder: <root>/{Annotations,JPEGImages,ImageSets}',
     'mask_folder': 'a folder with <root>/<split>/{images,masks}/',
+    'landmark_folder': 'a folder with <root>/<split>/landmarks.csv beside its images',
 }
 CONV_IMPLS = conv.IMPLS
 
@@ -139,6 +143,7 @@ def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
   c.schedule.warmup_factor = 0.1
   c.schedule.decay_steps = (0,)
   c.schedule.decay_factor = 0.1
+  c.schedule.decay_factors = ()  # piecewise: one factor per decay_steps boundary; () = decay_factor
   c.schedule.end_factor = 0.0
 
   c.transfer = ml_collections.ConfigDict()

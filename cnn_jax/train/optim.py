@@ -15,6 +15,9 @@
     lr: He et al.'s ResNet-110 trains at 0.01 for ~400 steps before 0.1)
   decay_steps: piecewise boundaries in steps, e.g. (32000, 48000) in He et al.
   decay_factor: multiplier at each boundary (0.1)
+  decay_factors: one multiplier per boundary, for uneven steps (LeCun et al.'s
+    LeNet-5 schedule 5e-4, 2e-4, 1e-4, 5e-5, 1e-5 is factors 0.4, 0.5, 0.5, 0.2);
+    empty (the default): ``decay_factor`` at every boundary
   end_factor: cosine decays to lr * end_factor
 """
 
@@ -41,8 +44,12 @@ def make_schedule(cfg: Any, total_steps: int) -> optax.Schedule:
     if any(b <= 0 for b in boundaries):
       raise ValueError(f'schedule.decay_steps {tuple(sched.decay_steps)} must lie after '
                        f'warmup_steps={warmup}.')
+    factors = tuple(sched.get('decay_factors', ())) or (sched.decay_factor,) * len(boundaries)
+    if len(factors) != len(boundaries):
+      raise ValueError(f'schedule.decay_factors {tuple(factors)} must give one factor per '
+                       f'boundary of schedule.decay_steps {tuple(sched.decay_steps)}.')
     main = optax.piecewise_constant_schedule(
-        lr, {b: float(sched.decay_factor) for b in boundaries})
+        lr, {b: float(f) for b, f in zip(boundaries, factors)})
   elif sched.name == 'cosine':
     main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1),
                                        alpha=float(sched.get('end_factor', 0.0)))

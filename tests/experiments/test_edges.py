@@ -14,6 +14,24 @@ def test_writes_png_panel(tmp_path):
     assert im.format == 'PNG' and min(im.size) > 100
 
 
+def test_combine_sum_flag(tmp_path, capsys, monkeypatch):
+  calls = {}
+  real = edges.filters.edge_detect
+
+  def spy(img, kind, **kw):
+    calls[kind] = kw.get('combine')
+    return real(img, kind, **kw)
+
+  monkeypatch.setattr(edges.filters, 'edge_detect', spy)
+  out = tmp_path / 'sum.png'
+  assert edges.main(['--out', str(out), '--combine', 'sum']) == 0
+  assert out.stat().st_size > 1000 and 'wrote' in capsys.readouterr().out
+  # The pair kinds add their responses; single kernels keep the default.
+  assert calls['sobel'] == calls['scharr'] == 'sum' and calls['vertical'] == 'magnitude'
+  with pytest.raises(SystemExit):  # argparse refuses a value outside the choices
+    edges.main(['--out', str(out), '--combine', 'max'])
+
+
 def test_scene_is_deterministic_rgb():
   a, b = edges.scene(64), edges.scene(64)
   assert a.shape == (64, 64, 3) and a.dtype == np.float32

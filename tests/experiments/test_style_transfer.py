@@ -51,6 +51,21 @@ def test_costs_equal_hand_computation():
   assert float(parts3['tv']) == pytest.approx(6.0) and float(parts3['content']) == 0.0
 
 
+def test_content_norm_half_is_the_lectures_cost():
+  features = lambda variables, image: {'a': image[None]}
+  cfg = ml_collections.ConfigDict({'content_layer': 'a', 'style_layers': ('a',),
+                                   'content_weight': 1.0, 'style_weight': 0.0,
+                                   'tv_weight': 0.0, 'content_norm': 'half'})
+  content = jnp.array([[[1.0], [2.0]], [[3.0], [4.0]]])
+  targets = st.compute_targets(features, None, content, content, cfg)
+  _, parts = st.make_loss(features, cfg)(jnp.zeros((2, 2, 1)), None, targets)
+  assert float(parts['content']) == pytest.approx(30 / 2)  # 1/2 (1 + 4 + 9 + 16)
+  assert load_config('style_transfer').content_norm == '4hwc'  # the default is unchanged
+  cfg.content_norm = 'l2'
+  with pytest.raises(ValueError, match="content_norm='l2' is not valid; choose one of 4hwc, half"):
+    st.make_loss(features, cfg)
+
+
 @pytest.fixture(scope='module')
 def content_file(tmp_path_factory):
   path = tmp_path_factory.mktemp('img') / 'content.png'

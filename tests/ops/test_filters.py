@@ -150,6 +150,49 @@ class PropertyTest(parameterized.TestCase):
                                  rtol=1e-5, atol=1e-5)
 
 
+class CombineSumTest(parameterized.TestCase):
+  """``combine='sum'``: the course's vertical + horizontal responses added."""
+
+  # A bright top-left corner: its edge runs along the anti-diagonal.
+  CORNER = np.array([[9, 9, 9, 0],
+                     [9, 9, 0, 0],
+                     [9, 0, 0, 0],
+                     [0, 0, 0, 0]], np.float32)
+
+  @parameterized.parameters('lax', 'einsum')
+  def test_hand_computed_sum(self, impl):
+    # Window (0, 0) = [[9, 9, 9], [9, 9, 0], [9, 0, 0]]:
+    #   sobel_x: (9 - 9) + 2 (9 - 0) + (9 - 0) = 27; sobel_y: (9 + 18 + 9) - (9 + 0 + 0) = 27.
+    # Windows (0, 1) and (1, 0) = [[9, 9, 0], [9, 0, 0], [0, 0, 0]]: 9 + 18 = 27 and 27.
+    # Window (1, 1) = [[9, 0, 0], [0, 0, 0], [0, 0, 0]]: 9 and 9.
+    y = filters.edge_detect(self.CORNER, 'sobel', impl=impl, combine='sum')
+    np.testing.assert_array_equal(y, [[54, 54], [54, 18]])
+    # The magnitude (the default) of the same responses: sqrt(27^2 + 27^2) = 27 sqrt 2.
+    np.testing.assert_allclose(filters.edge_detect(self.CORNER, 'sobel', impl=impl),
+                               [[27 * 2**0.5] * 2, [27 * 2**0.5, 9 * 2**0.5]], rtol=1e-6)
+    # Scharr at window (0, 0): 10 * 9 + 3 * 9 = 117 each way.
+    y = filters.edge_detect(self.CORNER, 'scharr', impl=impl, combine='sum')
+    assert float(y[0, 0]) == 234.0
+    # Mirrored (bright top-right): gx = -27, gy = 27 everywhere: the sum is blind to it.
+    np.testing.assert_array_equal(
+        filters.edge_detect(self.CORNER[:, ::-1], 'sobel', impl=impl, combine='sum'), 0)
+
+  @parameterized.parameters('sobel', 'scharr')
+  def test_sum_is_x_plus_y(self, kind):
+    img = _rng_image(10, (2, 9, 8, 3))
+    for padding in ('VALID', 'SAME'):
+      want = (filters.edge_detect(img, f'{kind}_x', padding) +
+              filters.edge_detect(img, f'{kind}_y', padding))
+      np.testing.assert_allclose(filters.edge_detect(img, kind, padding, combine='sum'), want,
+                                 rtol=1e-5, atol=1e-5)
+
+  def test_bad_combine(self):
+    with pytest.raises(ValueError, match="combine='max' is not valid; choose one of magnitude, sum"):
+      filters.edge_detect(self.CORNER, 'sobel', combine='max')
+    with pytest.raises(ValueError, match="combine='sum' needs kind sobel or scharr.*'vertical'"):
+      filters.edge_detect(self.CORNER, 'vertical', combine='sum')
+
+
 class ErrorTest(parameterized.TestCase):
 
   def test_unknown_kind_lists_kinds(self):

@@ -449,6 +449,27 @@ class StyleTransferTest(chex.TestCase):
     chex.assert_shape(got, ())
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_content_loss_half_sum_of_squares_and_its_gradient(self):
+    a_c = np.array([[[1.0], [2.0]], [[3.0], [4.0]]], np.float32)  # (2, 2, 1)
+    a_g = np.array([[[0.0], [2.0]], [[1.0], [1.0]]], np.float32)
+    half = self.variant(functools.partial(losses.content_loss, norm='half'))
+    # 1/2 ((1-0)^2 + 0^2 + (3-1)^2 + (4-1)^2) = 1/2 (1 + 0 + 4 + 9) = 7.
+    np.testing.assert_allclose(half(a_c, a_g), 7.0, rtol=1e-6)
+    # The default divides by 4 nH nW nC = 16 instead of 2.
+    np.testing.assert_allclose(losses.content_loss(a_c, a_g), 14.0 / 16.0, rtol=1e-6)
+    # d/da_g 1/2 ||a_c - a_g||^2 = a_g - a_c: (-1, 0, -2, -3).
+    grad = jax.grad(lambda g: losses.content_loss(a_c, g, norm='half'))(a_g)
+    np.testing.assert_allclose(grad, a_g - a_c, rtol=1e-6)
+    np.testing.assert_allclose(grad[..., 0], [[-1.0, 0.0], [-2.0, -3.0]], rtol=1e-6)
+    # A batch is the mean over images, so each image's gradient is divided by N.
+    batch_c, batch_g = np.stack([a_c, a_c]), np.stack([a_g, a_c])
+    np.testing.assert_allclose(half(batch_c, batch_g), 7.0 / 2, rtol=1e-6)
+    grad = jax.grad(lambda g: losses.content_loss(batch_c, g, norm='half'))(batch_g)
+    np.testing.assert_allclose(grad, (batch_g - batch_c) / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="norm='sum' is not valid; choose one of 4hwc, half"):
+      losses.content_loss(a_c, a_g, norm='sum')
+
   def test_content_loss_batch_is_mean_of_images(self):
     rng = np.random.default_rng(10)
     a_c, a_g = rng.normal(size=(2, 3, 4, 3, 5)).astype(np.float32)
@@ -530,3 +551,84 @@ class StyleTransferTest(chex.TestCase):
   def test_bad_input(self, call, match):
     with pytest.raises(ValueError, match=match):
       call()
+
+
+# ----------------------------------------------------------------------------
+# YOLO: the course's (YOLO v1) sum-squared-error loss.
+# ----------------------------------------------------------------------------
+
+
+def _np_sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+class YoloCourseLossTest(chex.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    # Two images on a 2x2 grid, 2 anchors, 2 classes; image 0 holds one object of
+    # class 1 in cell (1, 0), anchor 1: centre offset (0.25, 0.6), size (0.6, 0.3)
+    # of the image. Image 1 is empty.
+    self.anchors = np.array([[0.2, 0.3], [0.5, 0.4]], np.float32)
+    target = np.zeros((2, 2, 2, 2, 7), np.float32)
+    target[0, 1, 0, 1] = [1, 0.25, 0.6, np.log(0.6 / 0.5), np.log(0.3 / 0.4), 0, 1]
+    self.target = target
+    self.out = np.random.default_rng(20).normal(size=(2, 2, 2, 2, 7)).astype(np.float32)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_by_hand_on_a_tiny_grid(self):
+    fn = self.variant(functools.partial(losses.yolo_course_loss, coord_weight=5.0,
+                                        noobj_weight=0.5))
+    total, parts = fn(self.out, self.target, self.anchors)
+    # By hand, in float64, from what boxes.detect decodes at the object's slot.
+    out = self.out.astype(np.float64)
+    o = out[0, 1, 0, 1]
+    p = _np_sigmoid(o[0])
+    y, x = _np_sigmoid(o[1:3])
+    h, w = self.anchors[1] * np.exp(o[3:5])
+    probs = np.exp(o[5:]) / np.exp(o[5:]).sum()
+    n = 2  # images: every part is a sum over slots divided by the batch size
+    want = {
+        'obj': (p - 1.0) ** 2 / n,
+        # The 15 empty slots of both images: lambda_noobj * sum p^2.
+        'noobj': 0.5 * (np.sum(_np_sigmoid(out[..., 0]) ** 2) - p ** 2) / n,
+        'box': 5.0 * ((y - 0.25) ** 2 + (x - 0.6) ** 2 + (np.sqrt(h) - np.sqrt(0.6)) ** 2 +
+                      (np.sqrt(w) - np.sqrt(0.3)) ** 2) / n,
+        'cls': (probs[0] ** 2 + (probs[1] - 1.0) ** 2) / n,
+    }
+    for k, v in want.items():
+      np.testing.assert_allclose(parts[k], v, rtol=1e-5, err_msg=k)
+    np.testing.assert_allclose(total, sum(want.values()), rtol=1e-5)
+
+  def test_exact_prediction_costs_nothing_and_decodes_to_the_target(self):
+    from cnn_jax.ops import boxes as box_ops
+    # Logits that decode exactly to the target box (the inverse of detect's decoding).
+    t = self.target[0, 1, 0, 1]
+    out = np.full_like(self.target, -30.0)  # sigmoid(-30) ~ 1e-13: empty slots say "no object"
+    out[0, 1, 0, 1, 1:3] = np.log(t[1:3] / (1 - t[1:3]))
+    out[0, 1, 0, 1, 3:5] = t[3:5]
+    out[0, 1, 0, 1, 0] = 30.0
+    out[0, 1, 0, 1, 5:] = [-30.0, 30.0]
+    total, parts = losses.yolo_course_loss(out, self.target, self.anchors)
+    assert float(total) < 1e-10 and float(parts['box']) < 1e-10
+    decoded, _, _ = box_ops.yolo_decode(out[0], self.anchors)
+    truth, _, _ = box_ops.yolo_decode(self.target[0], self.anchors, from_logits=False)
+    slot = (1 * 2 + 0) * 2 + 1  # (row, col, anchor) order
+    np.testing.assert_allclose(decoded[slot], truth[slot], atol=1e-6)
+    # A size error costs more on a small box than the same relative error on a big one
+    # (the square roots): halve h of the object with a small and with a big anchor.
+    small, big = self.anchors.copy(), self.anchors.copy()
+    small[1], big[1] = [0.05, 0.4], [0.9, 0.4]
+    off = out.copy()
+    off[0, 1, 0, 1, 3] -= np.log(2.0)
+    box = lambda a: float(losses.yolo_course_loss(off, self.target, a)[1]['box'])
+    assert box(small) < box(big)
+
+  def test_gradient_matches_finite_differences(self):
+    # Strict promotion: the target takes the (float64) output's dtype.
+    _x64_check_grads(lambda o: losses.yolo_course_loss(o, self.target.astype(o.dtype),
+                                                       self.anchors)[0], (self.out,))
+
+  def test_bad_anchors(self):
+    with pytest.raises(ValueError, match=r'anchors must be \(B, 2\) = \(2, 2\)'):
+      losses.yolo_course_loss(self.out, self.target, self.anchors[:1])

@@ -13,7 +13,7 @@ CONFIGS = sorted(p for p in config_lib.CONFIG_DIR.glob('*.py') if p.stem not in 
 # Trained by tests/tasks and tests/train/test_resume.py (their own tiny versions) rather
 # than by the two-step test below; the R-CNN family's model by tests/models/test_rcnn.py.
 TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar', 'faster_rcnn',
-                'mask_rcnn', 'fast_rcnn', 'rcnn')
+                'mask_rcnn', 'fast_rcnn', 'rcnn', 'localise', 'landmarks')
 CLASSIFIERS = [p for p in CONFIGS if p.stem not in TASK_CONFIGS]
 
 
@@ -29,8 +29,8 @@ def test_every_task_config_holds_its_task_section():
   cfg = config_lib.default_config()
   cfg.task.name = 'captioning'
   with pytest.raises(ValueError, match="unknown task 'captioning'; known tasks: "
-                     'classification, detection, instance_segmentation, metric_learning, '
-                     'rcnn, segmentation'):
+                     'classification, detection, instance_segmentation, landmarks, '
+                     'localisation, metric_learning, rcnn, segmentation'):
     config_lib.validate(cfg)
 
 
@@ -74,6 +74,41 @@ def test_resnet_cifar_arg_scales_the_recipe():
   full = config_lib.load_config('resnet_cifar')
   assert full.num_steps == 64_000 and full.optimizer.weight_decay == 1e-4
   assert full.augment.crop_padding == 4 and full.augment.flip
+
+
+def test_transfer_case_two_trains_the_last_layers_at_a_lowered_lr():
+  base = config_lib.load_config('transfer', 'mode=scratch').optimizer.lr
+  partial = config_lib.load_config('transfer', 'mode=partial,source=/runs/pre')
+  assert base == 0.05 and partial.optimizer.lr == pytest.approx(0.005)
+  assert tuple(partial.transfer.freeze) == ('stem', 'stage1')
+  assert partial.transfer.init_from == '/runs/pre'
+  # The multiplier is an argument; 1.0 is the pre-change recipe (lr 0.05).
+  same = config_lib.load_config('transfer', 'mode=partial,source=/runs/pre,partial_lr=1.0')
+  assert same.optimizer.lr == pytest.approx(0.05)
+  features = config_lib.load_config('transfer', 'mode=features,source=/runs/pre')
+  assert features.optimizer.lr == pytest.approx(0.05)  # only the new random head learns
+
+
+def test_lenet5_paper_schedule_is_lecun_et_al():
+  from cnn_jax.train import optim
+  cfg = config_lib.load_config('lenet5_mnist', 'schedule=paper')
+  config_lib.validate(cfg)
+  per_pass = 60_000  # batch 1: one update per training pattern
+  assert (cfg.batch_size, cfg.optimizer.name, cfg.num_steps) == (1, 'sgd', 20 * per_pass)
+  schedule = optim.make_schedule(cfg, cfg.num_steps)
+  # (pass, lr): 5e-4 for passes 0-1, 2e-4 for 2-4, 1e-4 for 5-7, 5e-5 for 8-11, 1e-5 after.
+  for passes, lr in [(0, 5e-4), (1.99, 5e-4), (2, 2e-4), (4.99, 2e-4), (5, 1e-4), (7.99, 1e-4),
+                     (8, 5e-5), (11.99, 5e-5), (12, 1e-5), (19.99, 1e-5)]:
+    step = int(passes * per_pass)
+    assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), passes
+  batched = config_lib.load_config('lenet5_mnist', 'schedule=paper,batch=100')
+  assert batched.num_steps == 20 * 600 and tuple(batched.schedule.decay_steps) == (
+      1200, 3000, 4800, 7200)
+  default = config_lib.load_config('lenet5_mnist')
+  assert (default.optimizer.name, default.schedule.name, default.batch_size) == (
+      'adam', 'cosine', 128)
+  with pytest.raises(ValueError, match="schedule='sgd' is not valid; choose one of adam, paper"):
+    config_lib.load_config('lenet5_mnist', 'schedule=sgd')
 
 
 @pytest.mark.parametrize('key,value,match', [

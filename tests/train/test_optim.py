@@ -28,6 +28,17 @@ def test_piecewise_as_in_he_et_al():
       [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
+def test_piecewise_with_one_factor_per_boundary():
+  c = _cfg(name='piecewise', decay_steps=(2, 5, 8), decay_factors=(0.4, 0.5, 0.2))
+  s = optim.make_schedule(c, 10)
+  assert [_lr(s, t) for t in (0, 1, 2, 4, 5, 7, 8, 9)] == pytest.approx(
+      [0.1, 0.1, 0.04, 0.04, 0.02, 0.02, 0.004, 0.004])
+  c.schedule.decay_factors = (0.4, 0.5)
+  with pytest.raises(ValueError, match=r'decay_factors \(0.4, 0.5\) must give one factor per '
+                     r'boundary of schedule.decay_steps \(2, 5, 8\)'):
+    optim.make_schedule(c, 10)
+
+
 def test_warmup_then_cosine():
   s = optim.make_schedule(_cfg(name='cosine', warmup_steps=10), 110)
   assert _lr(s, 0) == pytest.approx(0.0)
