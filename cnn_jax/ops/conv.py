@@ -1,6 +1,8 @@
-"""2-D convolution, two ways: ``lax.conv_general_dilated`` and a from-scratch einsum.
+"""2-D (and 1-D) convolution, two ways: ``lax.conv_general_dilated`` and a from-scratch einsum.
 
-Conventions: activations NHWC, kernels HWIO ``(kh, kw, C_in // groups, C_out)``.
+Conventions: activations NHWC, kernels HWIO ``(kh, kw, C_in // groups, C_out)``;
+sequences ``(N, L, C)`` (NWC) with kernels WIO ``(k, C_in // groups, C_out)``
+for ``conv1d``, whose from-scratch path is the 2-D one on a ``1 x L`` image.
 ``conv2d`` is what deep learning calls convolution, i.e. cross-correlation;
 ``convolve2d`` is the mathematical convolution (kernel flipped in space).
 
@@ -34,6 +36,10 @@ IMPLS: tuple[str, ...] = ('lax', 'einsum', 'einsum_shifted')
 # conv2d's impl name -> conv2d_einsum's strategy.
 _EINSUM_IMPLS = {'einsum': 'patches', 'einsum_shifted': 'shifted_sum'}
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+_DIMENSION_NUMBERS_1D = ('NWC', 'WIO', 'NWC')
+# activation layout -> (kernel layout with its article, kernel shape spelled out).
+_KERNEL_LAYOUTS = {'NHWC': ('an HWIO', '(kh, kw, C_in // groups, C_out)'),
+                   'NWC': ('a WIO', '(k, C_in // groups, C_out)')}
 
 
 def _check_impl(impl: str) -> None:
@@ -42,22 +48,26 @@ def _check_impl(impl: str) -> None:
 
 
 def _check_operands(name: str, x: jax.Array, w: jax.Array, b: jax.Array | None,
-                    groups: int) -> None:
-  """Validates ranks, channels and dtypes, so users never see a raw XLA error."""
-  shapes.check_nhwc(x, name)
-  if w.ndim != 4:
-    raise ValueError(
-        f'{name} expects an HWIO kernel of rank 4 (kh, kw, C_in // groups, C_out), '
-        f'got shape {tuple(w.shape)}.')
+                    groups: int, layout: str = 'NHWC') -> None:
+  """Validates ranks, channels and dtypes, so users never see a raw XLA error.
+
+  ``layout`` is the activation layout: 'NHWC' (2-D) or 'NWC' (1-D sequences).
+  """
+  (shapes.check_nwc if layout == 'NWC' else shapes.check_nhwc)(x, name)
+  rank = len(layout)
+  if w.ndim != rank:
+    kind, spelled = _KERNEL_LAYOUTS[layout]
+    raise ValueError(f'{name} expects {kind} kernel of rank {rank} {spelled}, '
+                     f'got shape {tuple(w.shape)}.')
   if groups < 1 or x.shape[-1] % groups or w.shape[-1] % groups:
     raise ValueError(
         f'{name}: groups={groups} must divide input channels {x.shape[-1]} and output '
         f'channels {w.shape[-1]}.')
-  if x.shape[-1] != w.shape[2] * groups:
+  if x.shape[-1] != w.shape[-2] * groups:
     raise ValueError(
         f'{name}: input has {x.shape[-1]} channels (shape {tuple(x.shape)}) but the kernel '
-        f'{tuple(w.shape)} expects {w.shape[2] * groups} (= {w.shape[2]} x groups {groups}); '
-        'make kernel axis 2 equal C_in // groups.')
+        f'{tuple(w.shape)} expects {w.shape[-2] * groups} (= {w.shape[-2]} x groups {groups}); '
+        f'make kernel axis {rank - 2} equal C_in // groups.')
   if x.dtype != w.dtype:
     raise ValueError(
         f'{name}: input is {x.dtype} but kernel is {w.dtype}; cast both to one compute '
@@ -186,6 +196,52 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
   else:
     y = conv2d_einsum(x, w, stride=strides, padding=pads, dilation=dilations, groups=groups,
                       precision=precision, strategy=_EINSUM_IMPLS[impl])
+  if b is not None:
+    y = y + b.astype(y.dtype)
+  return y
+
+
+def conv1d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *, stride: int = 1,
+           padding: Padding = 'VALID', dilation: int = 1, groups: int = 1, impl: Impl = 'lax',
+           precision=None) -> jax.Array:
+  """1-D cross-correlation over the length axis of a sequence batch, with optional bias.
+
+  The text-CNN convolution (Kim 2014): ``y[n, t, o] = b[o] + sum_{j, c}
+  x_pad[n, t * s + j * d, c] w[j, c, o]`` (within the channel group of ``o``).
+  Padding and stride follow ``conv2d`` along one axis.
+
+  Args:
+    x: (N, L, C_in) input, e.g. word embeddings of N sentences of length L.
+    w: (k, C_in // groups, C_out) kernel.
+    b: optional (C_out,) bias.
+    stride: int step along the length.
+    padding: 'VALID', 'SAME' (TF-style, output ``ceil(L / s)``), int p or (lo, hi).
+    dilation: int kernel dilation.
+    groups: feature groups; ``groups == C_in`` is depthwise.
+    impl: 'lax' (``lax.conv_general_dilated`` with NWC/WIO/NWC), or from scratch:
+      'einsum' / 'einsum_shifted', the 2-D from-scratch path on ``x`` seen as a
+      ``1 x L`` image with a ``1 x k`` kernel (no convolution primitive).
+    precision: passed to the contraction.
+
+  Returns:
+    (N, L_out, C_out) with ``L_out = floor((L + lo + hi - d(k-1) - 1)/s) + 1``.
+  """
+  _check_impl(impl)
+  _check_operands('conv1d', x, w, b, groups, layout='NWC')
+  stride = shapes.single(stride, 'stride')
+  dilation = shapes.single(dilation, 'dilation')
+  pads = shapes.normalize_padding_1d(padding, x.shape[1], w.shape[0], stride, dilation)
+  # Raises a clear error when the (dilated) kernel does not fit.
+  shapes.conv_output_size(x.shape[1], w.shape[0], stride, pads, dilation)
+  if impl == 'lax':
+    y = lax.conv_general_dilated(
+        x, w, window_strides=(stride,), padding=(pads,), rhs_dilation=(dilation,),
+        dimension_numbers=_DIMENSION_NUMBERS_1D, feature_group_count=groups,
+        precision=precision)
+  else:
+    y = conv2d_einsum(x[:, None], w[None], stride=(1, stride), padding=((0, 0), pads),
+                      dilation=(1, dilation), groups=groups, precision=precision,
+                      strategy=_EINSUM_IMPLS[impl])[:, 0]
   if b is not None:
     y = y + b.astype(y.dtype)
   return y

@@ -8,6 +8,11 @@ strides are an int or an ``(h, w)`` pair; ``stride`` defaults to the window
 
 Each window covers the ``h x w`` cells of one channel; channels and the batch
 are never mixed.
+
+Sequences ``(N, L, C)`` (e.g. a text CNN's feature maps over time) have
+``max_pool1d`` / ``avg_pool1d`` (the 2-D pools on a ``1 x L`` image) and, for
+batches of padded sequences, ``masked_max_over_time`` /
+``masked_mean_over_time``: ``(N, L, C) -> (N, C)`` over the real steps only.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.ops.shapes import (IntPair, Padding, check_nhwc, conv_output_hw, normalize_padding,
-                                pair)
+from cnn_jax.ops.shapes import (IntPair, Padding, check_nhwc, check_nwc, conv_output_size,
+                                normalize_padding, normalize_padding_1d, pair, single)
 
 Window = int | Sequence[int]
 
@@ -31,26 +36,45 @@ def _check_floating(x: jax.Array, name: str) -> None:
                      'cast it first, e.g. x.astype(jnp.float32).')
 
 
+def _check_windows(name: str, axes: Sequence[str], sizes: Sequence[int], window: Sequence[int],
+                   stride: Sequence[int], pads: Sequence[IntPair]) -> None:
+  """Raises unless every window holds a real cell and fits its (padded) axis."""
+  for axis, n, f, s, (lo, hi) in zip(axes, sizes, window, stride, pads):
+    # A window lying wholly in padding has no real cell: max would be -inf and
+    # the default average 0/0, so such paddings are rejected rather than
+    # producing silent infs and NaNs. 'SAME' never triggers this.
+    if lo >= f or hi >= f:
+      raise ValueError(f'{name} padding ({lo}, {hi}) along {axis} must be smaller than the '
+                       f'window size {f}; reduce the padding or enlarge the window.')
+    try:
+      conv_output_size(n, f, s, (lo, hi))
+    except ValueError as e:  # The window does not fit; say which op complained.
+      raise ValueError(f'{name}: {e}') from None
+
+
 def _geometry(x: jax.Array, window: Window, stride: Window | None, padding: Padding,
               name: str) -> tuple[IntPair, IntPair, tuple[IntPair, IntPair]]:
   """Validates a pooling call; returns ``(window, stride, pads)`` as int pairs."""
   check_nhwc(x, name)
   window = pair(window, 'window')
   stride = window if stride is None else pair(stride, 'stride')
-  in_hw = x.shape[1:3]
-  pads = normalize_padding(padding, in_hw, window, stride)
-  # A window lying wholly in padding has no real cell: max would be -inf and
-  # the default average 0/0, so such paddings are rejected rather than
-  # producing silent infs and NaNs. 'SAME' never triggers this.
-  for axis, f, (lo, hi) in zip(('height', 'width'), window, pads):
-    if lo >= f or hi >= f:
-      raise ValueError(f'{name} padding ({lo}, {hi}) along {axis} must be smaller than the '
-                       f'window size {f}; reduce the padding or enlarge the window.')
-  try:
-    conv_output_hw(in_hw, window, stride, pads)
-  except ValueError as e:  # The window does not fit; say which op complained.
-    raise ValueError(f'{name}: {e}') from None
+  pads = normalize_padding(padding, x.shape[1:3], window, stride)
+  _check_windows(name, ('height', 'width'), x.shape[1:3], window, stride, pads)
   return window, stride, pads
+
+
+def _geometry_1d(x: jax.Array, window: int, stride: int | None, padding: Padding,
+                 name: str) -> tuple[IntPair, IntPair, tuple[IntPair, IntPair]]:
+  """Validates a 1-D pooling call on (N, L, C); returns the 2-D geometry of ``x[:, None]``.
+
+  A sequence is pooled as a ``1 x L`` image with ``1 x k`` windows.
+  """
+  check_nwc(x, name)
+  window = single(window, 'window')
+  stride = window if stride is None else single(stride, 'stride')
+  pads = normalize_padding_1d(padding, x.shape[1], window, stride)
+  _check_windows(name, ('length',), x.shape[1:2], (window,), (stride,), (pads,))
+  return (1, window), (1, stride), ((0, 0), pads)
 
 
 def _reduce(x: jax.Array, init: np.ndarray, op, window: IntPair, stride: IntPair,
@@ -116,13 +140,18 @@ def max_pool(x: jax.Array, window: Window, stride: Window | None = None,
   Returns:
     ``(N, H', W', C)`` with ``H' = conv_output_size(H, h, stride_h, pad_h)``.
   """
-  window, stride, pads = _geometry(x, window, stride, padding, 'max_pool')
+  return _max_pool(x, *_geometry(x, window, stride, padding, 'max_pool'), 'max_pool')
+
+
+def _max_pool(x: jax.Array, window: IntPair, stride: IntPair, pads: tuple[IntPair, IntPair],
+              name: str) -> jax.Array:
+  """``max_pool`` on validated NHWC geometry."""
   if jnp.issubdtype(x.dtype, jnp.floating):
     init = np.array(-np.inf, x.dtype)
   elif jnp.issubdtype(x.dtype, jnp.integer):
     init = np.array(np.iinfo(x.dtype).min, x.dtype)
   else:
-    raise ValueError(f'max_pool expects a floating or integer input, got dtype {x.dtype}; '
+    raise ValueError(f'{name} expects a floating or integer input, got dtype {x.dtype}; '
                      'cast it first, e.g. x.astype(jnp.float32).')
   n, h, w, c = x.shape
   if window == stride and pads == ((0, 0), (0, 0)):
@@ -157,8 +186,14 @@ def avg_pool(x: jax.Array, window: Window, stride: Window | None = None,
   Returns:
     ``(N, H', W', C)`` array of the same dtype as ``x``.
   """
-  window, stride, pads = _geometry(x, window, stride, padding, 'avg_pool')
-  _check_floating(x, 'avg_pool')
+  return _avg_pool(x, *_geometry(x, window, stride, padding, 'avg_pool'), count_include_pad,
+                   'avg_pool')
+
+
+def _avg_pool(x: jax.Array, window: IntPair, stride: IntPair, pads: tuple[IntPair, IntPair],
+              count_include_pad: bool, name: str) -> jax.Array:
+  """``avg_pool`` on validated NHWC geometry."""
+  _check_floating(x, name)
   acc = _accumulation_dtype(x.dtype)
   sums = _reduce(x.astype(acc), np.array(0, acc), lax.add, window, stride, pads)
   if count_include_pad:
@@ -166,6 +201,110 @@ def avg_pool(x: jax.Array, window: Window, stride: Window | None = None,
   else:
     counts = _real_cell_counts(x.shape[1:3], window, stride, pads)
   return (sums / jnp.asarray(counts[None, :, :, None], acc)).astype(x.dtype)
+
+
+def max_pool1d(x: jax.Array, window: int, stride: int | None = None,
+               padding: Padding = 'VALID') -> jax.Array:
+  """Maximum over each window along the length of ``(N, L, C)`` sequences.
+
+  ``max_pool`` on ``x`` seen as a ``1 x L`` image: padded steps never win, and
+  a window's gradient goes to its first maximal step.
+
+  Args:
+    x: ``(N, L, C)`` floating or integer array.
+    window: window length (int).
+    stride: step between windows (int); defaults to ``window``.
+    padding: 'VALID', 'SAME', int p or (lo, hi).
+
+  Returns:
+    ``(N, L', C)`` with ``L' = conv_output_size(L, window, stride, padding)``.
+  """
+  return _max_pool(x[:, None], *_geometry_1d(x, window, stride, padding, 'max_pool1d'),
+                   'max_pool1d')[:, 0]
+
+
+def avg_pool1d(x: jax.Array, window: int, stride: int | None = None,
+               padding: Padding = 'VALID', count_include_pad: bool = False) -> jax.Array:
+  """Mean over each window along the length of ``(N, L, C)`` sequences.
+
+  ``avg_pool`` on ``x`` seen as a ``1 x L`` image, with the same
+  ``count_include_pad`` convention (default: divide by the real steps only).
+
+  Args:
+    x: ``(N, L, C)`` floating array.
+    window: window length (int).
+    stride: step between windows (int); defaults to ``window``.
+    padding: 'VALID', 'SAME', int p or (lo, hi); padding counts as 0.
+    count_include_pad: whether padding steps count in the divisor.
+
+  Returns:
+    ``(N, L', C)`` array of the same dtype as ``x``.
+  """
+  return _avg_pool(x[:, None], *_geometry_1d(x, window, stride, padding, 'avg_pool1d'),
+                   count_include_pad, 'avg_pool1d')[:, 0]
+
+
+def _check_time_mask(x: jax.Array, mask: jax.Array | None, name: str) -> jax.Array | None:
+  """Validates ``(N, L, C)`` floating ``x`` and its ``(N, L)`` boolean mask (or None)."""
+  check_nwc(x, name)
+  _check_floating(x, name)
+  if mask is None:
+    return None
+  mask = jnp.asarray(mask)
+  if mask.dtype != jnp.bool_:
+    raise ValueError(f'{name}: mask must be boolean (True = real step), got dtype {mask.dtype}; '
+                     'pass e.g. `tokens != pad_id`.')
+  if mask.shape != x.shape[:2]:
+    raise ValueError(f'{name}: mask has shape {tuple(mask.shape)} but x {tuple(x.shape)} needs '
+                     f'(N, L) = {tuple(x.shape[:2])}.')
+  return mask
+
+
+def masked_max_over_time(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+  """Max over the real steps of padded sequences: ``(N, L, C), (N, L) -> (N, C)``.
+
+  The text CNN's max-over-time pooling (Collobert et al. 2011, Kim 2014) on a
+  batch of sequences padded to one length: steps with ``mask == False`` never
+  win, whatever they hold (zeros, garbage, NaN), so a sentence's result does
+  not depend on how far it was padded. A row with no real step gives 0 (not
+  ``-inf``) and a zero gradient. The gradient goes wholly to the first maximal
+  real step of each channel, as ``max_pool``'s.
+
+  Args:
+    x: ``(N, L, C)`` floating array.
+    mask: ``(N, L)`` bool, True at real steps; None means all steps are real.
+
+  Returns:
+    ``(N, C)`` array of the same dtype as ``x``.
+  """
+  mask = _check_time_mask(x, mask, 'masked_max_over_time')
+  if mask is None:
+    return _max_to_first(x, axis=1)
+  y = _max_to_first(jnp.where(mask[..., None], x, jnp.array(-jnp.inf, x.dtype)), axis=1)
+  return jnp.where(jnp.any(mask, axis=1)[:, None], y, jnp.zeros((), x.dtype))
+
+
+def masked_mean_over_time(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+  """Mean over the real steps of padded sequences: ``(N, L, C), (N, L) -> (N, C)``.
+
+  Steps with ``mask == False`` neither add to the sum nor count in the divisor
+  (NaN or garbage there does not leak); a row with no real step gives 0, not
+  0/0 = NaN. Low-precision inputs are summed in float32.
+
+  Args:
+    x: ``(N, L, C)`` floating array.
+    mask: ``(N, L)`` bool, True at real steps; None means all steps are real.
+
+  Returns:
+    ``(N, C)`` array of the same dtype as ``x``.
+  """
+  mask = _check_time_mask(x, mask, 'masked_mean_over_time')
+  acc = _accumulation_dtype(x.dtype)
+  if mask is None:
+    return jnp.mean(x.astype(acc), axis=1).astype(x.dtype)
+  total = jnp.sum(jnp.where(mask[..., None], x.astype(acc), 0), axis=1)
+  count = jnp.sum(mask, axis=1, dtype=acc)[:, None]
+  return (total / jnp.maximum(count, 1)).astype(x.dtype)
 
 
 

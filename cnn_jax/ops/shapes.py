@@ -12,6 +12,10 @@ Padding spellings accepted everywhere in ``cnn_jax.ops``:
 * ``p`` (int): ``p`` pixels on every side (the course's ``p``).
 * ``(lo, hi)``: the same pair for height and width.
 * ``((top, bottom), (left, right))``: fully explicit.
+
+The 1-D ops (sequences ``(N, L, C)``) take the same spellings less the last:
+``'VALID'``, ``'SAME'``, ``p`` or ``(lo, hi)`` along the length
+(:func:`normalize_padding_1d`).
 """
 
 from __future__ import annotations
@@ -43,17 +47,48 @@ def pair(value: int | Sequence[int], name: str, minimum: int = 1) -> IntPair:
   return out  # type: ignore[return-value]
 
 
-_RANK_HINTS = {
-    2: 'add batch and channel axes with x[None, ..., None]',
-    3: 'add a batch axis with x[None]',
+def single(value: int, name: str, minimum: int = 1) -> int:
+  """The 1-D counterpart of :func:`pair`: one int (or a length-1 sequence) ``>= minimum``."""
+  if not isinstance(value, int):
+    items = tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(items) != 1 or not isinstance(items[0], int):
+      raise ValueError(f'{name} must be an int for a 1-D op, got {value!r}.')
+    value = items[0]
+  if value < minimum:
+    raise ValueError(f'{name} must be at least {minimum}, got {value!r}.')
+  return value
+
+
+# layout -> (shape spelled out, {wrong rank: how to fix it}).
+_LAYOUTS = {
+    'NHWC': ('(N, H, W, C)', {
+        2: 'add batch and channel axes with x[None, ..., None]',
+        3: 'add a batch axis with x[None]',
+    }),
+    'NWC': ('(N, L, C)', {
+        1: 'add batch and channel axes with x[None, :, None]',
+        2: 'add a batch axis with x[None] (or a channel axis with x[..., None])',
+        4: 'images (N, H, W, C) go to the 2-D ops',
+    }),
 }
+
+
+def _check_layout(x, name: str, layout: str) -> None:
+  shape, hints = _LAYOUTS[layout]
+  if x.ndim != len(layout):
+    hint = hints.get(x.ndim, f'reshape it to {shape}')
+    raise ValueError(f'{name} expects {layout} input of rank {len(layout)}, got shape '
+                     f'{tuple(x.shape)}; {hint}.')
 
 
 def check_nhwc(x, name: str) -> None:
   """Raises a one-line ``ValueError`` unless ``x`` is a rank-4 NHWC array."""
-  if x.ndim != 4:
-    hint = _RANK_HINTS.get(x.ndim, 'reshape it to (N, H, W, C)')
-    raise ValueError(f'{name} expects NHWC input of rank 4, got shape {tuple(x.shape)}; {hint}.')
+  _check_layout(x, name, 'NHWC')
+
+
+def check_nwc(x, name: str) -> None:
+  """Raises a one-line ``ValueError`` unless ``x`` is a rank-3 ``(N, L, C)`` sequence batch."""
+  _check_layout(x, name, 'NWC')
 
 
 def check_mask(where, shape: Sequence[int]):
@@ -121,6 +156,20 @@ def normalize_padding(padding: Padding, in_hw: Sequence[int],
   if min(v for p in pads for v in p) < 0:
     raise ValueError(f'padding must be non-negative, got {padding!r}.')
   return pads  # type: ignore[return-value]
+
+
+def normalize_padding_1d(padding: Padding, n: int, f: int, stride: int = 1,
+                         dilation: int = 1) -> IntPair:
+  """Any 1-D padding spelling (``'VALID'``, ``'SAME'``, ``p``, ``(lo, hi)``) as ``(lo, hi)``.
+
+  ``'SAME'`` follows :func:`same_padding` (output ``ceil(n / stride)``).
+  """
+  if not isinstance(padding, (str, int)):
+    items = tuple(padding) if isinstance(padding, (tuple, list)) else ()
+    if len(items) != 2 or not all(isinstance(p, int) for p in items):
+      raise ValueError(f"1-D padding must be 'SAME', 'VALID', an int or (lo, hi), got "
+                       f'{padding!r}.')
+  return normalize_padding(padding, (1, n), (1, f), (1, stride), (1, dilation))[1]
 
 
 def conv_output_size(n: int, f: int, stride: int = 1, padding: Padding = 0,
