@@ -44,9 +44,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'widths': (16, 32, 64),     # each stage halves the grid: 64 / 2**3 = 8 cells
       'head_width': 128})
   scenes(c.data)
+  adam_recipe(c, a['steps'])
+  c.augment.flip = True           # boxes are flipped with the pixels
+  return c
+
+
+def adam_recipe(c: ml_collections.ConfigDict, steps: int) -> None:
+  """The short recipe of the synthetic-scene configs: Adam 2e-3, cosine, 5% warmup, batch 64."""
   c.batch_size = 64
   c.eval_batch_size = 256
-  c.num_steps = a['steps']
+  c.num_steps = steps
   c.log_every = 50
   c.eval_every = 500
   c.checkpoint_every = 500
@@ -54,6 +61,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.lr = 2e-3
   c.optimizer.weight_decay = 0.0
   c.schedule.name = 'cosine'
-  c.schedule.warmup_steps = a['steps'] // 20
-  c.augment.flip = True           # boxes are flipped with the pixels
-  return c
+  c.schedule.warmup_steps = steps // 20

@@ -29,6 +29,7 @@ other jobs), 500 test scenes of which 257 hold an object, best checkpoint = the 
 import ml_collections
 
 from cnn_jax.train.config import default_config, parse_arg
+from configs.detect import adam_recipe
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -44,16 +45,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.objects_per_image = (0, 1)
   c.data.num_train = 4000
   c.data.num_eval = 500
-  c.batch_size = 64
-  c.eval_batch_size = 256
-  c.num_steps = a['steps']
-  c.log_every = 50
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.optimizer.name = 'adam'
-  c.optimizer.lr = 2e-3
-  c.optimizer.weight_decay = 0.0
-  c.schedule.name = 'cosine'
-  c.schedule.warmup_steps = a['steps'] // 20
+  adam_recipe(c, a['steps'])
   c.augment.flip = True           # boxes are flipped with the pixels
   return c
