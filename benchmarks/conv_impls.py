@@ -1,11 +1,14 @@
-"""lax vs from-scratch einsum convolution, forward and forward+backward.
+"""lax vs the from-scratch convolutions (einsums, Winograd), forward and forward+backward.
 
 Times every implementation of ``cnn_jax.ops.conv2d`` side by side in one run on
 the 3x3 and 1x1 convolutions of ResNet-20 (CIFAR) and ResNet-50 (ImageNet),
 and reports the time ratio of each from-scratch implementation to lax
 (``einsum``: stacked patches, one contraction; ``einsum_shifted``: one
-contraction per kernel tap, summed) and achieved TFLOP/s (analytic FLOPs:
-2 x multiplies forward, 3 x that for forward+backward).
+contraction per kernel tap, summed; ``winograd``: F(2x2, 3x3) on the 3x3
+stride-1 shapes, the ``einsum`` program on the others, flagged by
+``winograd_applies``) and achieved TFLOP/s (analytic FLOPs of the direct
+convolution: 2 x multiplies forward, 3 x that for forward+backward; for
+Winograd that is an "effective" rate, as it does 2.25x fewer multiplies).
 
   python -m benchmarks.conv_impls                         # CPU-sized defaults
   python -m benchmarks.conv_impls --batch 128 --repeats 20 --dtypes float32,bfloat16  # GPU
@@ -42,8 +45,9 @@ SHAPES = {
 }
 
 
-# lax, and the from-scratch ones: 'einsum' (patches, one contraction) and
-# 'einsum_shifted' (one contraction per kernel tap, summed; no patch tensor).
+# lax, and the from-scratch ones: 'einsum' (patches, one contraction),
+# 'einsum_shifted' (one contraction per kernel tap, summed; no patch tensor) and
+# 'winograd' (F(2x2, 3x3) where it applies, else the 'einsum' program).
 CANDIDATES = conv.IMPLS
 
 
@@ -78,6 +82,7 @@ def run(args) -> dict:
                                    repeats=args.repeats, warmup=2)
         row = dict(shape=name, dtype=dtype_name, mode=mode, batch=args.batch,
                    input=[args.batch, hw, hw, c_in], kernel=[k, k, c_in, c_out], stride=stride,
+                   winograd_applies=conv.winograd_applies((k, k), stride),
                    **{f'ratio_{impl}_over_lax': t[impl]['median_s'] / t['lax']['median_s']
                       for impl in CANDIDATES[1:]})
         for impl in CANDIDATES:
@@ -85,7 +90,8 @@ def run(args) -> dict:
           row[f'{impl}_tflops'] = flops / t[impl]['median_s'] / 1e12
           row[f'{impl}_compile_s'] = t[impl]['compile_s']
         rows.append(row)
-        print(f"{name:20s} {dtype_name:9s} {mode:8s} " + '  '.join(
+        wino = 'F(2,3)' if row['winograd_applies'] else 'einsum'
+        print(f"{name:20s} {dtype_name:9s} {mode:8s} [winograd={wino}] " + '  '.join(
             f"{impl} {row[f'{impl}_ms']:8.3f} ms ({row[f'{impl}_tflops']:.3f} TF/s)"
             for impl in CANDIDATES) + '  ' + '  '.join(
             f"{impl}/lax {row[f'ratio_{impl}_over_lax']:5.2f}" for impl in CANDIDATES[1:]),

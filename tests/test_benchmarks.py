@@ -39,7 +39,9 @@ def test_conv_impls_writes_rows(tmp_path):
                           '--out', str(out)]) == 0
   rows = json.loads(out.read_text())['rows']
   assert {r['mode'] for r in rows} == {'fwd', 'fwd+bwd'} and len(rows) == 8
-  assert all(r['ratio_einsum_over_lax'] > 0 for r in rows)
+  assert all(r['ratio_einsum_over_lax'] > 0 and r['ratio_winograd_over_lax'] > 0 for r in rows)
+  # Three ResNet-20 shapes are 3x3 stride 1 (Winograd); the transition is stride 2.
+  assert [r['winograd_applies'] for r in rows if r['mode'] == 'fwd'] == [True] * 3 + [False]
 
 
 def test_sliding_windows_writes_ratios(tmp_path):
