@@ -1,13 +1,16 @@
 """Pure jnp/lax functions for convolutional networks: no Flax, no state, no I/O.
 
+(One exception, on request only: ``conv_impl='auto'`` measures and caches its
+per-shape choice on disk, in :mod:`cnn_jax.ops.conv_auto`.)
+
 Import the submodules (``from cnn_jax.ops import conv``) or use the flat names
 re-exported here (``cnn_jax.ops.conv2d``).
 """
 
 from cnn_jax.ops.boxes import (average_precision, box_iou, centers_to_corners,
                                corners_to_centers, detect, nms, yolo_decode, yolo_encode)
-from cnn_jax.ops.conv import (conv1d, conv2d, conv2d_einsum, conv_transpose2d, convolve2d,
-                              extract_patches, flip_kernel)
+from cnn_jax.ops.conv import (conv1d, conv2d, conv2d_einsum, conv2d_winograd, conv_transpose2d,
+                              convolve2d, extract_patches, flip_kernel)
 from cnn_jax.ops.cost import (ConvCost, conv_cost, conv_multiplies, conv_params,
                               dense_multiplies, dense_params)
 from cnn_jax.ops.filters import EDGE_KINDS, edge_detect, edge_kernel

@@ -26,11 +26,16 @@ one batched einsum over the 16 tile positions summing over input channels
 and ``Y = A^T M A``. Every other layer (other kernel sizes, strides,
 dilations; ``conv1d``'s 1 x k kernels) silently takes the ``'einsum'`` path,
 so ``conv_impl='winograd'`` runs every model without a convolution primitive.
+
+``impl='auto'`` picks, per layer shape, whichever of these measured fastest
+on the current backend, measuring at first use and caching the choice on
+disk (:mod:`cnn_jax.ops.conv_auto`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import jax
@@ -38,11 +43,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.ops import shapes
+from cnn_jax.ops import conv_auto, shapes
 from cnn_jax.ops.shapes import Padding
 
-Impl = Literal['lax', 'einsum', 'einsum_shifted', 'winograd']
+Impl = Literal['lax', 'einsum', 'einsum_shifted', 'winograd', 'auto']
+# The implementations; IMPLS[1:] are the from-scratch ones (no conv primitive).
 IMPLS: tuple[str, ...] = ('lax', 'einsum', 'einsum_shifted', 'winograd')
+# What conv2d / conv1d / conv_transpose2d accept: an impl, or 'auto' (measured per shape).
+IMPL_CHOICES: tuple[str, ...] = IMPLS + ('auto',)
 # conv2d's impl name -> conv2d_einsum's strategy ('winograd' falls back to patches
 # on the layers it does not serve).
 _EINSUM_IMPLS = {'einsum': 'patches', 'einsum_shifted': 'shifted_sum', 'winograd': 'patches'}
@@ -54,8 +62,16 @@ _KERNEL_LAYOUTS = {'NHWC': ('an HWIO', '(kh, kw, C_in // groups, C_out)'),
 
 
 def _check_impl(impl: str) -> None:
-  if impl not in IMPLS:
-    raise ValueError(f'unknown conv impl {impl!r}; choose one of {IMPLS}.')
+  if impl not in IMPL_CHOICES:
+    raise ValueError(f'unknown conv impl {impl!r}; choose one of {IMPL_CHOICES}.')
+
+
+def _auto(op: str, fn: Callable, x: jax.Array, w: jax.Array, winograd: bool,
+          **geometry) -> str:
+  """``impl='auto'``: the cached or measured fastest impl for this layer (conv_auto)."""
+  candidates = IMPLS if winograd else tuple(i for i in IMPLS if i != 'winograd')
+  return conv_auto.choose(op, lambda impl: functools.partial(fn, impl=impl), x.shape, w.shape,
+                          x.dtype, candidates, **geometry)
 
 
 def _check_operands(name: str, x: jax.Array, w: jax.Array, b: jax.Array | None,
@@ -303,7 +319,9 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     impl: 'lax' (``lax.conv_general_dilated``), or from scratch: 'einsum'
       (patches, one contraction), 'einsum_shifted' (sum of per-tap
       contractions) or 'winograd' (F(2x2, 3x3) where it applies: 3x3 kernel,
-      stride 1, dilation 1; every other layer falls back to 'einsum').
+      stride 1, dilation 1; every other layer falls back to 'einsum'), or
+      'auto' (per shape, the fastest of these on this backend, measured once
+      and cached on disk: ``cnn_jax.ops.conv_auto``).
     precision: passed to the contraction (e.g. ``lax.Precision.HIGHEST`` to
       avoid TF32 on GPU when comparing implementations).
 
@@ -313,6 +331,11 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
   _check_impl(impl)
   _check_operands('conv2d', x, w, b, groups)
   strides, dilations, pads, _ = _geometry(x, w, stride, padding, dilation)
+  if impl == 'auto':
+    layer = functools.partial(conv2d, stride=strides, padding=pads, dilation=dilations,
+                              groups=groups, precision=precision)
+    impl = _auto('conv2d', layer, x, w, winograd_applies(w.shape[:2], strides, dilations),
+                 stride=strides, padding=pads, dilation=dilations, groups=groups)
   if impl == 'lax':
     y = lax.conv_general_dilated(
         x, w, window_strides=strides, padding=pads, rhs_dilation=dilations,
@@ -344,7 +367,8 @@ def conv1d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *, stride: in
     impl: 'lax' (``lax.conv_general_dilated`` with NWC/WIO/NWC), or from scratch:
       'einsum' / 'einsum_shifted', the 2-D from-scratch path on ``x`` seen as a
       ``1 x L`` image with a ``1 x k`` kernel (no convolution primitive);
-      'winograd' takes the 'einsum' path (its F(2x2, 3x3) needs a 3x3 kernel).
+      'winograd' takes the 'einsum' path (its F(2x2, 3x3) needs a 3x3 kernel);
+      'auto' as in ``conv2d``.
     precision: passed to the contraction.
 
   Returns:
@@ -357,6 +381,11 @@ def conv1d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *, stride: in
   pads = shapes.normalize_padding_1d(padding, x.shape[1], w.shape[0], stride, dilation)
   # Raises a clear error when the (dilated) kernel does not fit.
   shapes.conv_output_size(x.shape[1], w.shape[0], stride, pads, dilation)
+  if impl == 'auto':
+    layer = functools.partial(conv1d, stride=stride, padding=pads, dilation=dilation,
+                              groups=groups, precision=precision)
+    impl = _auto('conv1d', layer, x, w, False, stride=stride, padding=pads,
+                 dilation=dilation, groups=groups)
   if impl == 'lax':
     y = lax.conv_general_dilated(
         x, w, window_strides=(stride,), padding=(pads,), rhs_dilation=(dilation,),
@@ -453,6 +482,13 @@ def conv_transpose2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
   # stride-1 correlation with the spatially flipped kernel: the textbook adjoint.
   # lax.pad also handles the negative pads that crop when p > k_eff - 1.
   pads = [(k - 1 - lo, k - 1 - hi + op) for k, (lo, hi), op in zip(k_eff, fwd, out_pad)]
+  if impl == 'auto':
+    layer = functools.partial(conv_transpose2d, stride=stride, padding=padding,
+                              output_padding=output_padding, dilation=dilation,
+                              precision=precision)
+    # Keyed by the stride-1 correlation it runs: pads already hold padding and output_padding.
+    impl = _auto('conv_transpose2d', layer, x, w, winograd_applies(w.shape[:2], 1, dilations),
+                 stride=strides, padding=tuple(pads), dilation=dilations)
   wf = flip_kernel(w)
   if impl == 'lax':
     y = lax.conv_general_dilated(

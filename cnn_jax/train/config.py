@@ -57,7 +57,7 @@ ANNOTATED_DATASETS = {
     'mask_folder': 'a folder with <root>/<split>/{images,masks}/',
     'landmark_folder': 'a folder with <root>/<split>/landmarks.csv beside its images',
 }
-CONV_IMPLS = conv.IMPLS
+CONV_IMPLS = conv.IMPL_CHOICES  # the impls and 'auto'
 
 
 def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
