@@ -34,19 +34,19 @@ def test_backbone_without_the_levels_is_a_one_line_error():
   model = get_model('faster_rcnn', **two_stage_kwargs(taps=('layer1', 'conv5')))
   with pytest.raises(ValueError, match=r"no feature level\(s\) \['conv5'\]; it has layer1, "
                                        'layer2, layer3, layer4'):
-    model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
 
 
 def test_anchor_levels_must_match_the_pyramid():
   model = get_model('faster_rcnn', **two_stage_kwargs(anchor_sizes=((16,), (32,))))
   with pytest.raises(ValueError, match='anchor_sizes has 2 levels but the RPN sees 3'):
-    model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
 
 
 def test_roi_pool_needs_one_level():
   model = get_model('faster_rcnn', **two_stage_kwargs(roi_op='pool'))
   with pytest.raises(ValueError, match="roi_op='pool' reads one feature map"):
-    model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
 
 
 def test_an_image_without_boxes_is_all_background():

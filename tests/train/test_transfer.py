@@ -1,11 +1,15 @@
 """Transfer learning: freezing (params, BN statistics, eval mode), loading, few-shot data."""
 
+import pathlib
+import types
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import serialization
 
 from cnn_jax.data.dataset import ArrayDataset, few_shot, select_classes
 from cnn_jax.models import get_model
@@ -116,10 +120,22 @@ def _tiny(classes, steps=30):
 
 
 @pytest.fixture(scope='module')
-def source_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('source')
-  result = loop.train_and_evaluate(_tiny((0, 1, 2, 3)), workdir, quiet=True)
-  return workdir, result['state']
+def source_run(run_once):
+  """``(workdir, final variables)`` of one source run, trained once for all workers.
+
+  The final state is written beside the run (msgpack) so that every worker
+  compares the checkpoint against what training really ended with.
+  """
+  def train(folder):
+    result = loop.train_and_evaluate(_tiny((0, 1, 2, 3)), folder / 'run', quiet=True)
+    state = {'params': result['state'].params, 'batch_stats': result['state'].batch_stats}
+    (folder / 'final.msgpack').write_bytes(serialization.msgpack_serialize(
+        jax.device_get(state)))
+    return {'workdir': str(folder / 'run'), 'final': str(folder / 'final.msgpack')}
+
+  shared = run_once('transfer_source', train)
+  final = serialization.msgpack_restore(pathlib.Path(shared['final']).read_bytes())
+  return pathlib.Path(shared['workdir']), types.SimpleNamespace(**final)
 
 
 def test_load_variables_reads_a_run(source_run):
