@@ -19,12 +19,19 @@ def _input_shape(name):
   return (1, 32, 32, 3) if name.startswith(('cifar', 'lenet', 'speednet')) else (1, 224, 224, 3)
 
 
+def _input(name):
+  """A zero input: token ids (N, L) int32 for the text CNN, an image batch otherwise."""
+  if name == 'text_cnn':
+    return jnp.zeros((1, 12), jnp.int32)
+  return jnp.zeros(_input_shape(name))
+
+
 @functools.lru_cache(maxsize=None)
 def _abstract_variables(name):
   """Shapes of a model's variables; every conv impl declares the same ones."""
   model = models.get_model(name)
   rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
-  return jax.eval_shape(lambda: model.init_with_output(rngs, jnp.zeros(_input_shape(name))))
+  return jax.eval_shape(lambda: model.init_with_output(rngs, _input(name)))
 
 
 def test_every_registered_model_initialises():
@@ -43,7 +50,7 @@ def test_every_registered_model_initialises():
 def test_conv_impl_reaches_every_conv_of_every_model(impl):
   for name in models.list_models():
     model = models.get_model(name, conv_impl=impl)
-    x = jnp.zeros(_input_shape(name))
+    x = _input(name)
     variables = _abstract_variables(name)[1]
     jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables))
     assert 'conv_general_dilated' not in jaxpr, name
