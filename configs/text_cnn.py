@@ -40,7 +40,7 @@ occur verbatim in the generated train split; 154-word vocabulary):
       (0.7160 / 0.6935 / 0.7370): with a negated phrase 0.5746 +- 0.0254,
       without 0.9286 +- 0.0213; 11-14 s wall each
 
-A filter that sees one word at a time is at chance on the negated reviews and
+A filter that sees one word at a time is near chance on the negated reviews and
 still misses some plain ones (fillers hold negators of their own), while the
 width-3 filters read "not very good" whole and get every review right.
 IMDB (aclImdb / tfds imdb_reviews) is not available on this machine (no
