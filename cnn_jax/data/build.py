@@ -6,6 +6,11 @@ from typing import Any
 
 from cnn_jax.data.dataset import ArrayDataset, few_shot, select_classes
 
+# Text corpora (tokenised documents; a vocabulary of the train split turns them into ids):
+# read by load_text_split for task text_classification. data.name='tfds' with a text set
+# (imdb_reviews) is text too when that task asks.
+TEXT_DATASETS = ('synthetic_sentiment', 'text_folder')
+
 
 def load_split(data: Any, split: str, *, seed: int = 0,
                wants: tuple[str, ...] = ()) -> ArrayDataset:
@@ -23,7 +28,11 @@ def load_split(data: Any, split: str, *, seed: int = 0,
       data loads (VOC's detection or segmentation lists; tfds detection or
       segmentation sets; one mask per box from COCO and the synthetic scenes).
   """
-  ds = _load(data, split, seed, tuple(wants))
+  return restrict(_load(data, split, seed, tuple(wants)), data, split, seed)
+
+
+def restrict(ds: ArrayDataset, data: Any, split: str, seed: int = 0) -> ArrayDataset:
+  """``ds`` cut to ``data.classes`` and (train split) ``data.examples_per_class``."""
   if data.get('classes'):
     ds = select_classes(ds, tuple(data.classes))
   if data.get('examples_per_class', 0) > 0 and split == data.train_split:
@@ -31,7 +40,36 @@ def load_split(data: Any, split: str, *, seed: int = 0,
   return ds
 
 
+def load_text_split(data: Any, split: str, *, seed: int = 0, text_key: str = 'text',
+                    label_key: str = 'label'):
+  """Tokenised documents of ``split`` (a :class:`cnn_jax.data.text.TextSplit`).
+
+  ``data.name``: ``synthetic_sentiment`` (``data.num_train`` / ``num_eval``
+  reviews generated from ``seed``), ``text_folder`` (``data.root/<split>/<class>/*.txt``)
+  or ``tfds`` (a prepared text set, ``data.tfds_name='imdb_reviews'``, its
+  ``text_key`` / ``label_key`` features). ``data.skip_corrupt`` skips
+  non-UTF-8 and empty reviews instead of stopping at the first.
+  """
+  from cnn_jax.data import text
+  if data.name == 'synthetic_sentiment':
+    is_train = split == data.train_split
+    return text.synthetic_sentiment(data.num_train if is_train else data.num_eval, seed=seed,
+                                    train=is_train)
+  if data.name == 'text_folder':
+    return text.read_text_folder(data.root, split, skip_corrupt=data.skip_corrupt)
+  if data.name == 'tfds':
+    return text.read_tfds_text(data.tfds_name, split, data_dir=data.data_dir or None,
+                               text_key=text_key, label_key=label_key,
+                               skip_corrupt=data.skip_corrupt)
+  raise ValueError(f'data.name={data.name!r} is not text; text_classification reads '
+                   f'{", ".join(TEXT_DATASETS)} or tfds (e.g. --config.data.name=tfds '
+                   '--config.data.tfds_name=imdb_reviews).')
+
+
 def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayDataset:
+  if data.name in TEXT_DATASETS:
+    raise ValueError(f'data.name={data.name!r} is text: train it with task text_classification '
+                     '(configs/text_cnn.py), not an image task.')
   if data.name == 'synthetic':
     from cnn_jax.data.synthetic import load_synthetic
     is_train = split == data.train_split
@@ -78,7 +116,8 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
     return load_tfds(data.tfds_name, split, data_dir=data.data_dir or None,
                      image_size=data.image_size or None, channels=data.channels)
   raise ValueError(f"unknown data.name {data.name!r}; choose synthetic, synthetic_faces, "
-                   "image_folder, tfds, coco, voc, mask_folder or landmark_folder.")
+                   "image_folder, tfds, coco, voc, mask_folder or landmark_folder (text: "
+                   "synthetic_sentiment, text_folder).")
 
 
 def _ann_file(data: Any, split: str) -> str:

@@ -1,9 +1,10 @@
 """The in-memory dataset every loader returns, and the errors they share.
 
-A split that fits in memory (CIFAR, MNIST, the synthetic shapes) is one
-:class:`ArrayDataset`: uint8 images and int32 labels as numpy arrays. The
-training loop moves it to the device once and shuffles/batches there; larger
-sources stream through grain instead (:mod:`cnn_jax.data.stream`).
+A split that fits in memory (CIFAR, MNIST, the synthetic shapes, a text
+corpus) is one :class:`ArrayDataset`: the model's raw inputs (uint8 images,
+or int32 token ids for text) and int32 labels as numpy arrays. The training
+loop moves it to the device once and shuffles/batches there; larger sources
+stream through grain instead (:mod:`cnn_jax.data.stream`).
 """
 
 from __future__ import annotations
@@ -18,22 +19,35 @@ class ArrayDataset:
   """One split held in memory.
 
   Attributes:
-    images: (N, H, W, C) uint8.
+    images: the model's raw inputs, one row per example, in the batch field
+      ``input_field``: (N, H, W, C) uint8 images for ``'image'`` (every image
+      task), (N, L) int32 token ids for ``'tokens'`` (text; 0 = padding, see
+      :mod:`cnn_jax.data.text`). The field name keeps its image-era name so
+      every image loader and task reads as before.
     labels: (N,) int32 class ids in [0, num_classes).
     class_names: one name per class, in label order.
     extras: optional per-example arrays aligned with ``images`` (e.g. the
       synthetic set's ``boxes`` (N, K, 4), ``box_labels`` (N, K) and ``masks``
       (N, H, W)).
+    input_field: the batch field ``images`` travels in (what the task's
+      ``input_field`` reads and its ``preprocess`` turns into the model's input).
   """
   images: np.ndarray
   labels: np.ndarray
   class_names: tuple[str, ...]
   extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  input_field: str = 'image'
 
   def __post_init__(self):
-    if self.images.ndim != 4 or self.images.dtype != np.uint8:
+    if self.input_field == 'image' and (self.images.ndim != 4 or self.images.dtype != np.uint8):
       raise ValueError(f'images must be (N, H, W, C) uint8, got {self.images.shape} '
                        f'{self.images.dtype}.')
+    if self.input_field == 'tokens' and (self.images.ndim != 2 or
+                                         self.images.dtype != np.int32):
+      raise ValueError(f'tokens must be (N, L) int32, got {self.images.shape} '
+                       f'{self.images.dtype}.')
+    if self.input_field in ('label', 'mask') or self.input_field in self.extras:
+      raise ValueError(f'input_field {self.input_field!r} clashes with another batch field.')
     if self.labels.shape != (self.images.shape[0],):
       raise ValueError(f'labels shape {self.labels.shape} does not match '
                        f'{self.images.shape[0]} images.')
@@ -51,8 +65,8 @@ class ArrayDataset:
 
   def take(self, indices: np.ndarray) -> 'ArrayDataset':
     """A subset (e.g. a validation split or a few-shot sample)."""
-    return ArrayDataset(self.images[indices], self.labels[indices], self.class_names,
-                        {k: v[indices] for k, v in self.extras.items()})
+    return dataclasses.replace(self, images=self.images[indices], labels=self.labels[indices],
+                               extras={k: v[indices] for k, v in self.extras.items()})
 
 
 def select_classes(ds: ArrayDataset, classes: tuple[int, ...]) -> ArrayDataset:
@@ -66,8 +80,8 @@ def select_classes(ds: ArrayDataset, classes: tuple[int, ...]) -> ArrayDataset:
   remap[list(classes)] = np.arange(len(classes), dtype=np.int32)
   keep = np.flatnonzero(remap[ds.labels] >= 0)
   sub = ds.take(keep)
-  return ArrayDataset(sub.images, remap[sub.labels], tuple(ds.class_names[c] for c in classes),
-                      sub.extras)
+  return dataclasses.replace(sub, labels=remap[sub.labels],
+                             class_names=tuple(ds.class_names[c] for c in classes))
 
 
 def few_shot(ds: ArrayDataset, per_class: int, seed: int) -> ArrayDataset:
@@ -88,8 +102,14 @@ def holdout_split(ds: ArrayDataset, n: int, seed: int = 0) -> tuple[ArrayDataset
   Both parts keep the original order; the same ``(n, seed)`` always holds out
   the same examples, whatever the run's own seed.
   """
-  if not 0 < n < len(ds):
-    raise ValueError(f'data.holdout={n} must be between 1 and {len(ds) - 1} (the training '
-                     f'split has {len(ds)} examples).')
-  order = np.random.default_rng(seed).permutation(len(ds))
-  return ds.take(np.sort(order[n:])), ds.take(np.sort(order[:n]))
+  rest, held = holdout_indices(len(ds), n, seed)
+  return ds.take(rest), ds.take(held)
+
+
+def holdout_indices(total: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """``(rest, held_out)`` sorted indices of :func:`holdout_split` (also for raw texts)."""
+  if not 0 < n < total:
+    raise ValueError(f'data.holdout={n} must be between 1 and {total - 1} (the training '
+                     f'split has {total} examples).')
+  order = np.random.default_rng(seed).permutation(total)
+  return np.sort(order[n:]), np.sort(order[:n])

@@ -9,9 +9,11 @@ uninterrupted one would.
 Datasets that do not fit stream through grain (:class:`StreamTrainData`,
 ``config.data.streaming``) with the same ``batch(step)`` interface.
 
-A batch is a dict: ``image`` (B, H, W, C) uint8, ``label`` (B,) int32, and
+A batch is a dict: ``image`` (B, H, W, C) uint8 (or the dataset's other
+``input_field``: ``tokens`` (B, L) int32 for text), ``label`` (B,) int32, and
 one field per array of the dataset's ``extras`` (boxes, label maps, ...), so a
-task's annotations travel with its images.
+task's annotations travel with its images. Every field is gathered, sharded
+and padded along its first axis only, whatever its rank and dtype.
 
 Evaluation never drops examples: the last batch is padded with copies of
 row 0 and a ``mask`` marks the real rows, so summed metrics are exact.
@@ -34,8 +36,8 @@ def _gather(arrays: dict[str, jax.Array], idx: jax.Array) -> dict:
 
 
 def batch_fields(dataset: ArrayDataset) -> dict[str, np.ndarray]:
-  """The dataset as batch fields: image, label and every extra."""
-  return {'image': dataset.images, 'label': dataset.labels.astype(np.int32),
+  """The dataset as batch fields: its input (``image`` or ``tokens``), label and every extra."""
+  return {dataset.input_field: dataset.images, 'label': dataset.labels.astype(np.int32),
           **dataset.extras}
 
 
@@ -96,8 +98,8 @@ def eval_batches(dataset: ArrayDataset, batch_size: int, sharding=None,
                  device_arrays: dict[str, jax.Array] | None = None) -> Iterator[dict]:
   """Every example once, in order; the last batch padded, with a ``mask``.
 
-  Yields dicts with image (B, H, W, C) uint8, label (B,) int32, the extras,
-  and mask (B,) bool. ``device_arrays``: ``batch_fields(dataset)`` already on
+  Yields dicts with image (B, H, W, C) uint8 (or the dataset's other input
+  field), label (B,) int32, the extras, and mask (B,) bool. ``device_arrays``: ``batch_fields(dataset)`` already on
   the device (kept across evaluations).
   """
   n = len(dataset)

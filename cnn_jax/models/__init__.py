@@ -13,6 +13,7 @@ from cnn_jax.models.registry import get_model, list_models, model_fields, regist
 from cnn_jax.models.resnet import CifarResNet, ResNet
 from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.speednet import SpeedNet
+from cnn_jax.models.text_cnn import TextCNN
 from cnn_jax.models.introspect import (LayerRow, count_multiplies, format_summary, summary,
                                     xla_flops)
 from cnn_jax.models.vgg import VGG

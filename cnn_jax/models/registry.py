@@ -35,6 +35,7 @@ from cnn_jax.models.regressor import Regressor
 from cnn_jax.models.resnet import IMAGENET_STAGES, CifarResNet, ResNet
 from cnn_jax.models.simple import SimpleCNN
 from cnn_jax.models.speednet import SpeedNet
+from cnn_jax.models.text_cnn import TextCNN
 from cnn_jax.models.vgg import VGG
 from cnn_jax.models.yolo import YOLO
 from cnn_jax.ops.compose import Layer
@@ -126,6 +127,7 @@ _MODELS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
                               'proposals': 'fixed', 'roi_op': 'pool',
                               'anchor_sizes': ((64, 128, 256),), 'representation': 4096}),
     'rcnn': (rcnn, {'crop_size': 227}),
+    'text_cnn': (TextCNN, {}),  # Kim 2014; (N, L) token ids, task text_classification
 }
 
 

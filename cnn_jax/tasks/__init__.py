@@ -19,6 +19,7 @@ from cnn_jax.tasks.localisation import Localisation
 from cnn_jax.tasks.metric_learning import MetricLearning
 from cnn_jax.tasks.rcnn import InstanceSegmentation, TwoStageDetection
 from cnn_jax.tasks.segmentation import Segmentation
+from cnn_jax.tasks.text_classification import TextClassification
 
 _TASKS: dict[str, type[Task]] = {}
 
@@ -32,7 +33,7 @@ def register(cls: type[Task]) -> type[Task]:
 
 
 for _cls in (Classification, Detection, Segmentation, MetricLearning, TwoStageDetection,
-             InstanceSegmentation, Localisation, Landmarks):
+             InstanceSegmentation, Localisation, Landmarks, TextClassification):
   register(_cls)
 
 

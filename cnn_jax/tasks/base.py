@@ -7,19 +7,22 @@ multi-host, checkpoints, the NaN guard, logging and the progress bar.
 What a task says::
 
   name, headline ('mAP50'), headline_mode   what checkpoints' best is chosen by
+  input_field ('image')        the batch field the model is called on ('tokens': text)
   defaults()                   its keys of the config's ``task`` section
   load_data() -> (train, eval) ArrayDatasets; extras are batch fields
   sampler(train)               optional step -> indices (P x K identity batches)
   model_kwargs(num_classes)    what the model needs to know of the data
   model_inputs(batch, train)   extra keyword arguments of the model's call (targets)
+  preprocess(batch, mean, std) on device: raw input -> model input (uint8 -> normalised float)
   augment(keys, batch)         on device, one key per example; moves annotations too
   flip_fields()                what a flip mirrors: {'image': mirror, 'boxes': ...}
   loss(outputs, batch, extras, axis_name) -> (loss, metrics)
   eval_outputs(outputs, batch) -> {'sums': {...}, 'rows': {...}}  on device
   eval_metrics(sums, rows) -> {'mAP50': ...}                        on host
 
-``augment``, ``loss`` and ``eval_outputs`` run inside the compiled steps;
-``batch['image']`` is already normalised float there. An eval batch's
+``preprocess``, ``augment``, ``loss`` and ``eval_outputs`` run inside the
+compiled steps; after ``preprocess`` ``batch['image']`` is normalised float
+(a text task's ``batch['tokens']`` stays int32 token ids). An eval batch's
 ``mask`` marks its real rows (the last batch is padded): ``sums`` must skip
 padding themselves, ``rows`` are filtered by the loop. Under ``pmap``
 (``axis_name`` set) sums are ``psum``\\ ed and rows gathered by the loop; a
@@ -29,7 +32,7 @@ loss over the whole batch (triplet mining, a mean over valid pixels) uses
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -38,6 +41,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from cnn_jax.data import augment as augment_lib
 from cnn_jax.data import box_augment
 from cnn_jax.data.annotations import IGNORE
 from cnn_jax.data.build import load_split
@@ -60,6 +64,9 @@ class Task:
     augment_keys: the ``config.augment`` keys this task can apply.
     wants: the annotations it asks readers of annotated data for
       (``'boxes'``, ``'masks'``; see :func:`cnn_jax.data.build.load_split`).
+    input_field: the batch field the model is called on: ``'image'`` ((B, H, W,
+      C) uint8 in the batch, normalised float after :meth:`preprocess`) or
+      ``'tokens'`` ((B, L) int32 ids); the data's ``ArrayDataset.input_field``.
   """
   name: ClassVar[str] = ''
   headline: ClassVar[str] = 'accuracy'
@@ -70,6 +77,7 @@ class Task:
   augment_keys: ClassVar[tuple[str, ...]] = ('flip',)
   streaming: ClassVar[bool] = False
   wants: ClassVar[tuple[str, ...]] = ()
+  input_field: ClassVar[str] = 'image'
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -77,8 +85,9 @@ class Task:
     on = sorted(k for k, v in config.augment.items() if v and k != 'crop_mode')
     bad = [k for k in on if k not in self.augment_keys]
     if bad:
+      supported = ", ".join("augment." + k for k in self.augment_keys) or "no augmentation"
       raise ValueError(f'task {self.name!r} cannot apply augment.{bad[0]}; it supports '
-                       f'{", ".join("augment." + k for k in self.augment_keys)}.')
+                       f'{supported}.')
 
   @staticmethod
   def defaults() -> ml_collections.ConfigDict:
@@ -105,6 +114,16 @@ class Task:
     return {'num_classes': num_classes}
 
   # ---- steps (traced) -----------------------------------------------------
+
+  def preprocess(self, batch: Batch, mean: Sequence[float], std: Sequence[float]) -> Batch:
+    """The raw batch -> the model's input, first thing in both steps (on device).
+
+    By default uint8 ``image`` -> float32 ``(image / 255 - mean) / std``
+    (``data.mean``, ``data.std``); a task whose input is not an image (token
+    ids) returns the batch unchanged. Initialisation sees its output's shape
+    and dtype too (:func:`cnn_jax.train.loop.model_input_spec`).
+    """
+    return {**batch, 'image': augment_lib.normalize(batch['image'], mean, std)}
 
   def model_inputs(self, batch: Batch, train: bool) -> dict[str, Any]:
     """Keyword arguments of the model's call besides ``(image, train)``.

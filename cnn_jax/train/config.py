@@ -10,13 +10,13 @@ the same keys and a typo is an error:
   distributed: coordinator_address ('' single host, 'auto', or host:port),
              num_processes, process_id
   task:      name ('classification' | 'detection' | 'segmentation' | 'metric_learning' | 'rcnn'
-             | 'instance_segmentation' | 'localisation' | 'landmarks',
+             | 'instance_segmentation' | 'localisation' | 'landmarks' | 'text_classification',
              or a path 'pkg.module:Class'), then that task's own keys (its defaults())
   model:     name (a cnn_jax.models.list_models() name, or a path 'pkg.module:attr' /
              'file.py:attr' to a Linen class or a compose-network factory), conv_impl,
              kwargs (model args)
   data:      name ('synthetic' | 'synthetic_faces' | 'image_folder' | 'tfds' | 'coco' | 'voc'
-             | 'mask_folder' | 'landmark_folder'),
+             | 'mask_folder' | 'landmark_folder'; text: 'synthetic_sentiment' | 'text_folder'),
              root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
              num_eval, objects_per_image (synthetic scenes), mean, std, cache_dir,
@@ -49,7 +49,7 @@ from cnn_jax.ops import conv
 from cnn_jax.train import optim, parallel
 
 DATASETS = ('synthetic', 'synthetic_faces', 'image_folder', 'tfds', 'coco', 'voc', 'mask_folder',
-            'landmark_folder')
+            'landmark_folder', 'synthetic_sentiment', 'text_folder')
 # Readers of annotated images (boxes, masks) under data.root; see cnn_jax/data/annotations.py.
 ANNOTATED_DATASETS = {
     'coco': 'a COCO dataset: <root>/<split>/ images and an instances JSON (data.train_ann)',
@@ -234,6 +234,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.name == 'image_folder' and not config.data.root:
     raise ValueError('data.name=image_folder needs data.root=DIR (a folder with '
                      '<split>/<class>/ images), e.g. --config.data.root=/path/to/cifar10-jpeg.')
+  if config.data.name == 'text_folder' and not config.data.root:
+    raise ValueError('data.name=text_folder needs data.root=DIR (a folder with '
+                     '<split>/<class>/*.txt, e.g. aclImdb), e.g. '
+                     '--config.data.root=/path/to/aclImdb.')
   if config.data.name in ANNOTATED_DATASETS and not config.data.root:
     raise ValueError(f'data.name={config.data.name} needs data.root=DIR, '
                      f'{ANNOTATED_DATASETS[config.data.name]}.')

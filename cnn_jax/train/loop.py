@@ -76,9 +76,10 @@ class Data:
   train: Any                        # .batch(step) -> dict, .steps_per_epoch
   eval_batches: Callable[[], Any]   # a fresh pass over the eval split
   num_classes: int
-  image_shape: tuple[int, int, int]
+  input_shape: tuple[int, ...]      # one raw example: (H, W, C) image, (L,) token ids
   num_train: int
   num_eval: int
+  input_dtype: Any = np.uint8       # its dtype in the batch (before task.preprocess)
 
 
 def build_data(config: ml_collections.ConfigDict, task: Task) -> Data:
@@ -96,10 +97,11 @@ def build_data(config: ml_collections.ConfigDict, task: Task) -> Data:
                                        process_count=jax.process_count()),
         eval_batches=lambda: pipeline.stream_eval_batches(eval_src, config.eval_batch_size,
                                                           num_threads=threads),
-        num_classes=train_src.num_classes, image_shape=(d.image_size, d.image_size, d.channels),
+        num_classes=train_src.num_classes, input_shape=(d.image_size, d.image_size, d.channels),
         num_train=len(train_src), num_eval=len(eval_src))
   train_ds, eval_ds = task.load_data()
-  missing = [f for f in task.fields if f not in ('image', 'label', *train_ds.extras)]
+  missing = [f for f in task.fields
+             if f not in (train_ds.input_field, 'label', *train_ds.extras)]
   if missing:
     raise ValueError(f'task {task.name!r} needs batch fields {missing} that data.name='
                      f'{d.name!r} does not give.')
@@ -109,8 +111,19 @@ def build_data(config: ml_collections.ConfigDict, task: Task) -> Data:
                                        sampler=task.sampler(train_ds)),
       eval_batches=lambda: pipeline.eval_batches(eval_ds, config.eval_batch_size,
                                                  device_arrays=eval_arrays),
-      num_classes=train_ds.num_classes, image_shape=tuple(train_ds.images.shape[1:]),
-      num_train=len(train_ds), num_eval=len(eval_ds))
+      num_classes=train_ds.num_classes, input_shape=tuple(train_ds.images.shape[1:]),
+      num_train=len(train_ds), num_eval=len(eval_ds), input_dtype=train_ds.images.dtype)
+
+
+def model_input_spec(task: Task, data: Data, mean, std) -> jax.ShapeDtypeStruct:
+  """Shape and dtype of the model's input for one example: ``task.preprocess`` of the raw one.
+
+  (1, H, W, C) float32 for images; (1, L) int32 for token ids (a text task's
+  ``preprocess`` is the identity). Traced abstractly, nothing is computed.
+  """
+  raw = jax.ShapeDtypeStruct((1, *data.input_shape), data.input_dtype)
+  field = task.input_field
+  return jax.eval_shape(lambda x: task.preprocess({field: x}, mean, std)[field], raw)
 
 
 class _SigtermFlag:
@@ -258,9 +271,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   is_frozen = transfer.frozen_predicate(config.transfer.freeze, config.transfer.exclude)
   tx = transfer.freeze_optimizer(optim.make_optimizer(config, schedule), is_frozen)
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
-  input_shape = (1, *data.image_shape)
+  mean, std = tuple(config.data.mean), tuple(config.data.std)
+  spec = model_input_spec(task, data, mean, std)
+  input_shape = spec.shape
   try:
-    state = jax.jit(lambda k: create_train_state(model, tx, k, input_shape))(init_key)
+    state = jax.jit(lambda k: create_train_state(model, tx, k, input_shape, spec.dtype))(
+        init_key)
   except (TypeError, ValueError, ZeroDivisionError, IndexError) as e:
     # e.g. --config.model.kwargs.widths=abc: say which setting, not where it broke.
     raise ValueError(
@@ -291,7 +307,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
     state = dp.put_state(state)
 
-    mean, std = tuple(config.data.mean), tuple(config.data.std)
     train_step = dp.compile_train(
         make_train_step(model, task, tx, schedule, mean=mean, std=std,
                         axis_name=dp.axis_name, is_frozen=is_frozen))

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from cnn_jax import tasks
-from cnn_jax.data import augment, pipeline
+from cnn_jax.data import pipeline
 from cnn_jax.data.dataset import ArrayDataset
 from cnn_jax.models.introspect import predict_batches
 from cnn_jax.ops.compose import count_params
@@ -59,10 +59,15 @@ class Run:
     return self.task.eval_metrics(sums, rows), rows
 
   def predict(self, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Raw model outputs of uint8 images (N, H, W, C), in inference mode, as numpy."""
+    """Raw model outputs of raw inputs, in inference mode, as numpy.
+
+    ``images``: what the data gives, uint8 images (N, H, W, C) or a text
+    task's (N, L) int32 token ids; the task's ``preprocess`` prepares them.
+    """
     c = self.config
+    field, mean, std = self.task.input_field, tuple(c.data.mean), tuple(c.data.std)
     fn = jax.jit(lambda v, x: self.model.apply(
-        v, augment.normalize(x, tuple(c.data.mean), tuple(c.data.std)), train=False))
+        v, self.task.preprocess({field: x}, mean, std)[field], train=False))
     return predict_batches(lambda x: fn(self.variables, x), images, batch_size)
 
 

@@ -20,9 +20,14 @@ class TrainState:
 
 
 def create_train_state(model, tx: optax.GradientTransformation, key: jax.Array,
-                       input_shape: tuple[int, ...]) -> TrainState:
-  """Initialises variables on a dummy batch of ``input_shape`` (N, H, W, C)."""
-  variables = model.init({'params': key, 'dropout': key}, jnp.zeros(input_shape, jnp.float32),
+                       input_shape: tuple[int, ...], input_dtype: Any = jnp.float32
+                       ) -> TrainState:
+  """Initialises variables on a dummy batch of zeros.
+
+  ``input_shape``, ``input_dtype``: the model's input, e.g. (N, H, W, C)
+  float32 images (the default) or (N, L) int32 token ids (zeros: padding).
+  """
+  variables = model.init({'params': key, 'dropout': key}, jnp.zeros(input_shape, input_dtype),
                          train=False)
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,

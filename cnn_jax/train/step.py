@@ -2,11 +2,12 @@
 
 Both steps take the raw batch (uint8 images and the task's annotations) and
 do normalisation and augmentation inside the compiled program, on device.
-What differs between tasks (augmentation of annotations, loss, eval outputs)
-comes from the :class:`~cnn_jax.tasks.base.Task`; everything else is here
-once:
+What differs between tasks (preprocessing, augmentation of annotations, loss,
+eval outputs, which field the model reads) comes from the
+:class:`~cnn_jax.tasks.base.Task`; everything else is here once:
 
-  image: (B, H, W, C) uint8; the task's fields (label, boxes, masks, ...)
+  image: (B, H, W, C) uint8 (the task's ``input_field``; a text task's is
+         ``tokens`` (B, L) int32); the task's fields (label, boxes, masks, ...)
   mask:  (B,) bool, eval only: False marks padding rows of the last batch
 
 The same functions serve one device and data parallel runs: with sharded
@@ -35,7 +36,11 @@ ROW_MASK = '_valid'  # the eval rows' own copy of the batch mask
 
 
 def preprocess(batch: dict, mean: Sequence[float], std: Sequence[float]) -> dict:
-  """The batch with uint8 images -> normalised float32 (B, H, W, C)."""
+  """The batch with uint8 images -> normalised float32 (B, H, W, C).
+
+  What :meth:`Task.preprocess <cnn_jax.tasks.base.Task.preprocess>` does by
+  default; the steps call the task's, so a task can change it.
+  """
   return {**batch, 'image': augment_lib.normalize(batch['image'], mean, std)}
 
 
@@ -80,7 +85,7 @@ def make_update(model, task: Task, tx: optax.GradientTransformation, *,
       params = transfer.stop_frozen_gradients(params, is_frozen)
     with transfer.frozen_in_eval_mode(is_frozen):
       outputs, mutated = model.apply(
-          {'params': params, 'batch_stats': batch_stats}, batch['image'], train=True,
+          {'params': params, 'batch_stats': batch_stats}, batch[task.input_field], train=True,
           **task.model_inputs(batch, True), mutable=mutable, rngs={'dropout': rng})
     extras = {k: v for k, v in mutated.items() if k != 'batch_stats'}
     loss, metrics = task.loss(outputs, batch, extras, axis_name)
@@ -110,7 +115,7 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation,
   Args:
     model, task, tx, axis_name, is_frozen: as for :func:`make_update`.
     schedule: the learning rate of ``tx`` (logged).
-    mean, std: per-channel normalisation of ``image / 255``.
+    mean, std: per-channel normalisation of ``image / 255`` (the task's ``preprocess``).
 
   Returns:
     ``train_step(state, batch, rng) -> (new_state, metrics)`` with metrics
@@ -120,10 +125,10 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation,
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     aug_rng, drop_rng = jax.random.split(rng)
-    keys = example_keys(aug_rng, batch['image'].shape[0], axis_name)
+    keys = example_keys(aug_rng, batch[task.input_field].shape[0], axis_name)
     if axis_name:  # every device gets the same key: make each one's dropout differ
       drop_rng = jax.random.fold_in(drop_rng, lax.axis_index(axis_name))
-    batch = task.augment(keys, preprocess(batch, mean, std))
+    batch = task.augment(keys, task.preprocess(batch, mean, std))
     params, batch_stats, opt_state, metrics, grads = update(
         state.params, state.batch_stats, state.opt_state, batch, drop_rng)
     metrics = {**metrics, 'grad_norm': optax.tree.norm(grads)}
@@ -148,9 +153,10 @@ def make_eval_step(model, task: Task, *, mean: Sequence[float], std: Sequence[fl
   """
 
   def eval_step(state: TrainState, batch: dict) -> dict:
-    batch = preprocess(batch, mean, std)
+    batch = task.preprocess(batch, mean, std)
     outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
-                          batch['image'], train=False, **task.model_inputs(batch, False))
+                          batch[task.input_field], train=False,
+                          **task.model_inputs(batch, False))
     out = task.eval_outputs(outputs, batch)
     sums = out.get('sums', {})
     rows = {**out.get('rows', {}), ROW_MASK: batch['mask']} if 'rows' in out else {}

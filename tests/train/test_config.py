@@ -13,7 +13,7 @@ CONFIGS = sorted(p for p in config_lib.CONFIG_DIR.glob('*.py') if p.stem not in 
 # Trained by tests/tasks and tests/train/test_resume.py (their own tiny versions) rather
 # than by the two-step test below; the R-CNN family's model by tests/models/test_rcnn.py.
 TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar', 'faster_rcnn',
-                'mask_rcnn', 'fast_rcnn', 'rcnn', 'localise', 'landmarks')
+                'mask_rcnn', 'fast_rcnn', 'rcnn', 'localise', 'landmarks', 'text_cnn')
 CLASSIFIERS = [p for p in CONFIGS if p.stem not in TASK_CONFIGS]
 
 
