@@ -13,14 +13,13 @@ once a checkpoint is saved: the same command resumes).
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cnn_jax.train.config import load_config
+from cnn_jax.train.config import load_config, unknown_key_error
 from cnn_jax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
 from cnn_jax.train.xla_cache import enable_compilation_cache
 
@@ -96,21 +95,9 @@ def unknown_key_message(argv: list[str]) -> str | None:
   for a in argv:
     if not a.startswith('--config.'):
       continue
-    parts = a[len('--config.'):].split('=', 1)[0].split('.')
-    node = config
-    for depth, part in enumerate(parts):
-      section = '.'.join(parts[:depth])
-      key = '.'.join(parts[:depth + 1])
-      if not hasattr(node, 'keys'):
-        return f"unknown config key '{key}': {section!r} is a value, not a section."
-      if part not in node:
-        valid = sorted(node.keys())
-        guess = difflib.get_close_matches(part, valid, n=1)
-        where = f'{section}.' if section else ''
-        hint = f"; did you mean '{where}{guess[0]}'?" if guess else ''
-        return (f"unknown config key '{key}'{hint}; valid keys of "
-                f"{section or 'the config'}: {', '.join(valid)}.")
-      node = node[part]
+    message = unknown_key_error(config, a[len('--config.'):].split('=', 1)[0])
+    if message:
+      return message
   return None
 
 

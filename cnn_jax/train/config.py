@@ -36,6 +36,7 @@ the same keys and a typo is an error:
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import os
 import pathlib
@@ -202,6 +203,30 @@ def parse_arg(arg: str | None, defaults: dict) -> dict:
       raise ValueError(f'config argument {key}={value!r} must be a {want.__name__}.')
     out[key] = parsed
   return out
+
+
+def unknown_key_error(config: ml_collections.ConfigDict, key: str) -> str | None:
+  """The one-line error for a dotted ``key`` that ``config`` lacks, or None if it has it.
+
+  E.g. ``unknown config key 'optimizer.lrr'; did you mean 'optimizer.lr'? valid
+  keys of optimizer: b1, b2, ...`` (what ``--config.KEY=VALUE`` overrides report).
+  """
+  parts = key.split('.')
+  node = config
+  for depth, part in enumerate(parts):
+    section = '.'.join(parts[:depth])
+    key = '.'.join(parts[:depth + 1])
+    if not hasattr(node, 'keys'):
+      return f"unknown config key '{key}': {section!r} is a value, not a section."
+    if part not in node:
+      valid = sorted(node.keys())
+      guess = difflib.get_close_matches(part, valid, n=1)
+      where = f'{section}.' if section else ''
+      hint = f"; did you mean '{where}{guess[0]}'?" if guess else ''
+      return (f"unknown config key '{key}'{hint}; valid keys of "
+              f"{section or 'the config'}: {', '.join(valid)}.")
+    node = node[part]
+  return None
 
 
 def _choice(value, choices, key):
