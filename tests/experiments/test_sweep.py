@@ -187,3 +187,17 @@ def test_report_bad_flags(tmp_path, capsys):
                  "error: --x 'width' is not a sweep axis; axes: model.kwargs.depth, "
                  'model.kwargs.plain.',
                  "error: --at 'last': use final, best or a step number."]
+
+
+def test_shortcut_preset_smoke(tmp_path):
+  from experiments import ablation_shortcut
+  root = tmp_path / 'shortcut'
+  assert ablation_shortcut.main(['run', '--sweep-dir', str(root), '--smoke', '--seeds', '1']) == 0
+  rows = json.loads((root / 'report.json').read_text())['rows']
+  assert [(r['model.kwargs.shortcut'], r['model.kwargs.depth'], r['steps']) for r in rows] == [
+      ('A', 8, 12), ('B', 8, 12)]
+  a, b = (json.loads((root / f'shortcut{o}_depth8_seed0' / 'result.json').read_text())
+          for o in 'AB')
+  assert b['params'] > a['params']  # B's 1x1 projections at the stage transitions
+  assert ablation_shortcut.main(['report', str(root)]) == 0
+  assert (root / 'metric_vs_depth.png').exists()
