@@ -18,6 +18,8 @@ solid, vs iterations; plain left, residual right).
   python -m experiments.ablation_depth run --sweep-dir /tmp/smoke --smoke
   # rebuild table and plots from a finished or partial sweep
   python -m experiments.ablation_depth report workdirs/ablation
+  # or the general sweep's report: any eval metric, final, best or at a step
+  python -m experiments.sweep report workdirs/ablation --metric loss --at best
 
 ``--holdout 5000`` evaluates on 5,000 held-out training images (the paper's
 45k/5k split) instead of the test set; ``--with-110`` adds depth 110, which
@@ -103,7 +105,15 @@ def make_config(sweep: Sweep, net: str, depth: int, seed: int):
 def run_sweep(sweep: Sweep, root: pathlib.Path, *, quiet: bool = True) -> None:
   enable_compilation_cache(min_compile_secs=0.5)  # seeds 1.. reuse seed 0's programs
   root.mkdir(parents=True, exist_ok=True)
-  (root / 'sweep.json').write_text(json.dumps(dataclasses.asdict(sweep), indent=2) + '\n')
+  # The general sweep's grid and runs too, so `python -m experiments.sweep report ROOT`
+  # (any eval metric, final/best/at a step) reads this sweep as well.
+  grid = [['model.kwargs.depth', list(sweep.depths)], ['model.kwargs.plain', [True, False]]]
+  runs = [{'name': run_name(net, depth, seed),
+           'cell': {'model.kwargs.depth': depth, 'model.kwargs.plain': net == 'plain'},
+           'seed': seed} for net, depth, seed in sweep.runs()]
+  (root / 'sweep.json').write_text(json.dumps(
+      {**dataclasses.asdict(sweep), 'config': f'configs/resnet_cifar.py:data={sweep.data}',
+       'grid': grid, 'runs': runs}, indent=2) + '\n')
   for net, depth, seed in sweep.runs():
     run_or_skip(make_config(sweep, net, depth, seed), root / run_name(net, depth, seed),
                 {'net': net, 'depth': depth, 'seed': seed}, quiet=quiet)

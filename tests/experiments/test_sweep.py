@@ -201,3 +201,39 @@ def test_shortcut_preset_smoke(tmp_path):
   assert b['params'] > a['params']  # B's 1x1 projections at the stage transitions
   assert ablation_shortcut.main(['report', str(root)]) == 0
   assert (root / 'metric_vs_depth.png').exists()
+
+
+def test_general_report_reads_a_depth_ablation_sweep(tmp_path, monkeypatch):
+  from experiments import ablation_depth as ab
+  monkeypatch.setattr(ab, 'run_or_skip', lambda *a, **k: None)  # no training: the files only
+  monkeypatch.setattr(ab, 'report', lambda root: None)
+  monkeypatch.setattr(ab, 'enable_compilation_cache', lambda **k: None)
+  root = tmp_path / 'ablation'
+  ab.run_sweep(ab.Sweep(depths=(8,), seeds=2, data='synthetic', smoke=True), root)
+  accs = {'plain8_seed0': 0.2, 'plain8_seed1': 0.4, 'residual8_seed0': 0.5,
+          'residual8_seed1': 0.7}
+  for name, acc in accs.items():
+    (root / name).mkdir()
+    (root / name / 'metrics.jsonl').write_text(
+        json.dumps({'split': 'eval', 'step': 12, 'accuracy': acc, 'loss': 1.0}) + '\n')
+  assert sw.main(['report', str(root), '--metric', 'accuracy']) == 0
+  rows = json.loads((root / 'report.json').read_text())['rows']
+  assert [(r['model.kwargs.plain'], r['seeds']) for r in rows] == [(True, 2), (False, 2)]
+  assert rows[0]['accuracy_mean'] == pytest.approx(0.3)
+  assert rows[1]['accuracy_std'] == pytest.approx(statistics.stdev([0.5, 0.7]))
+
+
+def test_command_line_exit_status(tmp_path):
+  import os
+  import subprocess
+  import sys
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.sweep', 'run', '--config=configs/synthetic_cnn.py',
+       '--grid', 'optimizer.lrr=0.1,0.2', '--sweep-dir', str(tmp_path / 's')],
+      cwd=pathlib.Path(__file__).parents[2], env=env, capture_output=True, text=True,
+      timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr == ("error: unknown config key 'optimizer.lrr'; did you mean "
+                         "'optimizer.lr'?; valid keys of optimizer: b1, b2, grad_clip_norm, "
+                         'label_smoothing, lr, momentum, name, weight_decay.\n')
