@@ -247,7 +247,8 @@ def summarize(root: pathlib.Path, metric: str = '', at: str = 'final'):
                    if (root / n / 'result.json').exists()), None)
     metric = json.loads(result.read_text()).get('headline', 'accuracy') if result else 'accuracy'
   if metric not in recorded:
-    raise ValueError(f'no eval metric {metric!r} recorded; recorded: {", ".join(sorted(recorded))}.')
+    raise ValueError(f'no eval metric {metric!r} recorded; recorded: '
+                     f'{", ".join(sorted(recorded))}.')
   if at not in ('final', 'best') and not at.isdigit():
     raise ValueError(f'--at {at!r}: use final, best or a step number.')
   cells: dict[str, dict] = {}
