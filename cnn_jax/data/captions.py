@@ -23,9 +23,10 @@ scenes of :func:`cnn_jax.data.synthetic.render_scenes` with one or two
 objects, described from what was rendered. The grammar lives here, in code:
 
 * one object: ``"a {size} {colour} {kind}"`` and ``"there is a {size} {colour} {kind}"``;
-* two objects (A the larger, B the other): ``"a {colour A} {kind A} {relation}
-  a {colour B} {kind B}"`` and the same from B's side (``above`` <-> ``below``,
-  ``to the left of`` <-> ``to the right of``).
+* two objects (A drawn first, the larger by radius; B the other): ``"a {colour A}
+  {kind A} {relation} a {colour B} {kind B}"`` and the same from B's side
+  (``above`` <-> ``below``, ``to the left of`` <-> ``to the right of``), with
+  "an" before a vowel ("an orange disc").
 
 ``colour`` is the name nearest (in CIELAB) to the median of the object's
 visible pixels (:data:`COLOURS`: Berlin and Kay's eleven basic colour terms and
@@ -215,7 +216,13 @@ def describe_scene(boxes: np.ndarray, kinds: Sequence[str], colours: Sequence[st
     size = 'large' if max(b[2] - b[0], b[3] - b[1]) > LARGE else 'small'
     return [f'a {size} {things[0]}', f'there is a {size} {things[0]}']
   rel = relation(boxes[0], boxes[1])
-  return [f'a {things[0]} {rel} a {things[1]}', f'a {things[1]} {RELATIONS[rel]} a {things[0]}']
+  a, b = (with_article(t) for t in things)
+  return [f'{a} {rel} {b}', f'{b} {RELATIONS[rel]} {a}']
+
+
+def with_article(phrase: str) -> str:
+  """``'an orange disc'``, ``'a red disc'``: the indefinite article by the first letter."""
+  return ('an ' if phrase[:1] in 'aeiou' else 'a ') + phrase
 
 
 def caption_scenes(scenes: dict[str, np.ndarray], class_names: Sequence[str]) -> np.ndarray:

@@ -52,6 +52,8 @@ def test_colour_names_and_relations():
   assert C.describe_scene(boxes, ['disc', 'hbar'], ['red', 'blue']) == [
       'a red disc to the left of a blue horizontal bar',
       'a blue horizontal bar to the right of a red disc']
+  assert C.describe_scene(boxes[::-1], ['disc', 'ring'], ['orange', 'red']) == [
+      'an orange disc to the right of a red ring', 'a red ring to the left of an orange disc']
   assert C.describe_scene(np.array([[0, 0, .6, .4]]), ['ring'], ['pink']) == [
       'a large pink ring', 'there is a large pink ring']
   with pytest.raises(ValueError, match='1 to 2 objects'):
@@ -87,7 +89,7 @@ def test_synthetic_captions_are_deterministic_and_describe_the_scene():
     else:  # the same relation, said from either object
       rel = C.relation(*scenes['boxes'][i, slots])
       assert f' {rel} ' in first and f' {C.RELATIONS[rel]} ' in second
-      assert first.startswith(f'a {words[1]} {kinds[0]}')
+      assert first.startswith(C.with_article(f'{words[1]} {kinds[0]}'))
   assert counts[1] > 5 and counts[2] > 5
   assert ds.extras['captions'].shape == (40, 2)
   assert ds.extras['image_id'].tolist() == list(range(40))
