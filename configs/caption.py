@@ -16,7 +16,10 @@ and step; flips swap "left" and "right" in the captions. Evaluation decodes
 greedily (``beam=K``: beam search of width K) and scores BLEU-1..4 against
 both references.
 
-Args: ``steps=3000,beam=1,pool='flatten'|'mean'``.
+``attention=True``: Show, Attend and Tell's soft attention over the 4x4
+feature map's locations (Xu et al. 2015) instead of the one image vector.
+
+Args: ``steps=6000,beam=1,pool='flatten'|'mean',attention=False``.
 
 Result: (to be measured)
 """
@@ -27,14 +30,14 @@ from cnn_jax.train.config import default_config, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = parse_arg(arg, {'steps': 3000, 'beam': 1, 'pool': 'flatten'})
+  a = parse_arg(arg, {'steps': 6000, 'beam': 1, 'pool': 'flatten', 'attention': False})
   c = default_config('captioning')
   c.task.max_len = 16
   c.task.beam_size = a['beam']
   c.model.name = 'captioner'
   c.model.kwargs = ml_collections.ConfigDict({
       'backbone': 'simple_cnn', 'backbone_kwargs': {'widths': (16, 32, 64)},
-      'pool': a['pool'], 'embed_dim': 64, 'hidden': 128})
+      'pool': a['pool'], 'attention': a['attention'], 'embed_dim': 64, 'hidden': 128})
   c.data.name = 'synthetic_captions'
   c.data.image_size = 32
   c.data.num_classes = 4
@@ -45,8 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval_batch_size = 256
   c.num_steps = a['steps']
   c.log_every = 50
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
+  c.eval_every = 2000
+  c.checkpoint_every = 2000
   c.optimizer.name = 'adam'
   c.optimizer.lr = 2e-3
   c.optimizer.weight_decay = 0.0

@@ -74,13 +74,14 @@ def regressor(backbone: str = 'simple_cnn', backbone_kwargs: Mapping[str, Any] |
 def captioner(backbone: str = 'simple_cnn', backbone_kwargs: Mapping[str, Any] | None = None,
               vocab_size: int = 32, max_len: int = 16, embed_dim: int = 128, hidden: int = 256,
               pool: str = 'mean', tap: str | None = None, dropout: float = 0.0,
-              conv_impl: str = 'lax', dtype: Any = None, axis_name: str | None = None
-              ) -> Captioner:
+              attention: bool = False, conv_impl: str = 'lax', dtype: Any = None,
+              axis_name: str | None = None) -> Captioner:
   """Show and Tell on the zoo's ``backbone`` (``features_only``): an LSTM decoder."""
   net = get_model(backbone, features_only=True, conv_impl=conv_impl, dtype=dtype,
                   axis_name=axis_name, **dict(backbone_kwargs or {}))
   return Captioner(backbone=net, vocab_size=vocab_size, max_len=max_len, embed_dim=embed_dim,
-                   hidden=hidden, pool=pool, tap=tap, dropout=dropout, dtype=dtype)
+                   hidden=hidden, pool=pool, tap=tap, dropout=dropout, attention=attention,
+                   dtype=dtype)
 
 
 def two_stage(backbone: str = 'resnet50', backbone_kwargs: Mapping[str, Any] | None = None,

@@ -18,16 +18,19 @@ def _model(**kw):
   return get_model('captioner', **kw)
 
 
-@pytest.fixture(scope='module')
-def built():
-  model = _model()
-  x = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
+@pytest.fixture(scope='module', params=[False, True], ids=['show_and_tell', 'attention'])
+def built(request):
+  """A model with random weights and images of different colours (so captions differ)."""
+  model = _model(attention=request.param)
+  x = (2.0 * jax.random.normal(jax.random.key(5), (4, 1, 1, 3))
+       + 0.3 * jax.random.normal(jax.random.key(0), (4, 16, 16, 3)))
   variables = jax.jit(model.init)(jax.random.key(1), x)
-  # <eos> made the twin of word 7 (just ahead of it), so that some captions end early.
+  # <eos> made the twin of a word the first caption says (just ahead of it): captions end.
+  twin = int(jax.jit(model.apply)(variables, x)['tokens'][0, 2])
   params = dict(variables['params'])
-  kernel, bias = params['out']['kernel'] * 6.0, params['out']['bias']
-  params['out'] = {'kernel': kernel.at[:, EOS_ID].set(kernel[:, 7]),
-                   'bias': bias.at[EOS_ID].set(bias[7] + 0.01)}
+  kernel, bias = params['out']['kernel'], params['out']['bias']
+  params['out'] = {'kernel': kernel.at[:, EOS_ID].set(kernel[:, twin]),
+                   'bias': bias.at[EOS_ID].set(bias[twin] + 0.01)}
   return model, {**variables, 'params': params}, x
 
 
@@ -35,10 +38,15 @@ def test_variables_and_shapes(built):
   model, variables, x = built
   assert isinstance(model, Captioner)
   p = variables['params']
-  assert set(p) == {'backbone', 'project', 'embed', 'lstm', 'out'}
   assert p['embed'].shape == (V, 8) and p['out']['kernel'].shape == (16, V)
-  assert p['lstm']['w_ih'].shape == (8, 64) and p['lstm']['w_hh'].shape == (16, 64)
-  assert p['project']['kernel'].shape == (8, 8)  # pool='mean': the deepest map's channels
+  assert p['project']['kernel'].shape == (8, 8)  # pool='mean' / attention: the map's channels
+  if model.attention:  # the LSTM reads the word and the context
+    assert set(p) == {'backbone', 'project', 'embed', 'lstm', 'out', 'attention', 'init_h',
+                      'init_c'}
+    assert p['lstm']['w_ih'].shape == (16, 64) and p['attention']['w_h'].shape == (16, 8)
+  else:
+    assert set(p) == {'backbone', 'project', 'embed', 'lstm', 'out'}
+    assert p['lstm']['w_ih'].shape == (8, 64) and p['lstm']['w_hh'].shape == (16, 64)
   tokens = jnp.array([[BOS_ID, 5, 6, EOS_ID, 0, 0, 0]] * 4)
   out = jax.jit(lambda v, x, t: model.apply(v, x, tokens=t))(variables, x, tokens)
   assert out['logits'].shape == (4, L - 1, V) and out['logits'].dtype == jnp.float32
