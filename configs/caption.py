@@ -21,7 +21,26 @@ feature map's locations (Xu et al. 2015) instead of the one image vector.
 
 Args: ``steps=6000,beam=1,pool='flatten'|'mean',attention=False``.
 
-Result: (to be measured)
+Result (2026-12-06, 2-core AMD EPYC, jax 0.10.2, CPU shared with other jobs), 500 test
+scenes, each caption against both references, best checkpoint = the last (step 6000):
+
+  python -m cnn_jax.main --config=configs/caption.py --workdir=workdirs/caption
+    greedy: BLEU-1 0.860, BLEU-2 0.788, BLEU-3 0.732, BLEU-4 0.673, exact match 0.414,
+            token accuracy 0.793 (teacher-forced, first reference), 6.8 words per caption;
+            239 s wall (load average 1.9 at the start), 195k params, vocabulary of 33 tokens
+    the same checkpoint decoded by beam search of width 3: BLEU-4 0.664, exact match 0.410;
+            with task.length_penalty=0.7: BLEU-4 0.686, exact match 0.416
+  python -m cnn_jax.main --config=configs/caption.py:attention=True \
+      --workdir=workdirs/caption_attention
+    greedy: BLEU-1 0.933, BLEU-2 0.899, BLEU-3 0.865, BLEU-4 0.827, exact match 0.690,
+            token accuracy 0.884; 406 s wall (load average 2.6)
+
+Of the 293 greedy captions that match no reference, compared word by word with the
+nearer one, 224 name a colour wrongly (often a colour near a boundary of the table, teal
+called green or cyan, or one object's colour given to the other), 121 a kind and 85 the
+relation. With attention, 155 are wrong: 86 in a colour, 34 in a kind, 89 in the
+relation (which it does not learn better). ``:beam=3`` trains the same weights (decoding
+changes only the evaluation); the beam numbers above re-decode the recorded checkpoint.
 """
 
 import ml_collections

@@ -161,3 +161,20 @@ def test_coco_captions_errors_name_the_file_and_entry(tmp_path, case, match):
 def test_coco_captions_missing_file(tmp_path):
   with pytest.raises(FileNotFoundError, match='captions_val.json not found'):
     C.load_coco_captions(tmp_path, 'val', image_size=8)
+
+
+def test_coco_captions_through_the_config(tmp_path):
+  from cnn_jax.data.build import load_split
+  from cnn_jax.train import config as config_lib
+  _write_coco(tmp_path)
+  c = config_lib.default_config('captioning')
+  c.data.name, c.data.image_size = 'coco_captions', 8
+  with pytest.raises(ValueError, match='data.name=coco_captions needs data.root=DIR, a COCO '
+                                       'captions dataset'):
+    config_lib.validate(c)
+  c.data.root, c.data.train_split = str(tmp_path), 'val'
+  config_lib.validate(c)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    ds = load_split(c.data, 'val')
+  assert ds.extras['image_id'].tolist() == [5, 9] and ds.images.shape == (2, 8, 8, 3)
