@@ -84,6 +84,18 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
     return load_faces('train' if is_train else 'test',
                       num_examples=data.num_train if is_train else data.num_eval,
                       image_size=data.image_size, seed=seed)
+  if data.name == 'synthetic_captions':
+    from cnn_jax.data.captions import load_synthetic_captions
+    is_train = split == data.train_split
+    return load_synthetic_captions('train' if is_train else 'test',
+                                   num_examples=data.num_train if is_train else data.num_eval,
+                                   image_size=data.image_size, num_classes=data.num_classes,
+                                   seed=seed, objects_per_image=_objects(data.objects_per_image))
+  if data.name == 'coco_captions':
+    from cnn_jax.data.captions import load_coco_captions
+    return load_coco_captions(data.root, split, ann_file=_ann_file(data, split) or None,
+                              image_size=int(data.image_size), channels=data.channels,
+                              skip_corrupt=data.skip_corrupt)
   if data.name == 'image_folder':
     from cnn_jax.data.image_folder import load_image_folder
     return load_image_folder(data.root, split, image_size=data.image_size or None,
@@ -116,8 +128,9 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
     return load_tfds(data.tfds_name, split, data_dir=data.data_dir or None,
                      image_size=data.image_size or None, channels=data.channels)
   raise ValueError(f"unknown data.name {data.name!r}; choose synthetic, synthetic_faces, "
-                   "image_folder, tfds, coco, voc, mask_folder or landmark_folder (text: "
-                   "synthetic_sentiment, text_folder).")
+                   "image_folder, tfds, coco, voc, mask_folder, landmark_folder, "
+                   "synthetic_captions or coco_captions (text: synthetic_sentiment, "
+                   "text_folder).")
 
 
 def _ann_file(data: Any, split: str) -> str:

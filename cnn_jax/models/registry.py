@@ -24,6 +24,7 @@ import flax.linen as nn
 
 from cnn_jax.importing import is_path, load_object
 from cnn_jax.models.alexnet import AlexNet
+from cnn_jax.models.captioner import Captioner
 from cnn_jax.models.embedding import Embedding
 from cnn_jax.models.fcn import FCN
 from cnn_jax.models.functional import Functional
@@ -69,6 +70,19 @@ def regressor(backbone: str = 'simple_cnn', backbone_kwargs: Mapping[str, Any] |
                   axis_name=axis_name, **dict(backbone_kwargs or {}))
   return Regressor(backbone=net, num_classes=num_classes, hidden=hidden, tap=tap,
                    dropout=dropout, dtype=dtype)
+
+
+def captioner(backbone: str = 'simple_cnn', backbone_kwargs: Mapping[str, Any] | None = None,
+              vocab_size: int = 32, max_len: int = 16, embed_dim: int = 128, hidden: int = 256,
+              pool: str = 'mean', tap: str | None = None, dropout: float = 0.0,
+              attention: bool = False, conv_impl: str = 'lax', dtype: Any = None,
+              axis_name: str | None = None) -> Captioner:
+  """Show and Tell on the zoo's ``backbone`` (``features_only``): an LSTM decoder."""
+  net = get_model(backbone, features_only=True, conv_impl=conv_impl, dtype=dtype,
+                  axis_name=axis_name, **dict(backbone_kwargs or {}))
+  return Captioner(backbone=net, vocab_size=vocab_size, max_len=max_len, embed_dim=embed_dim,
+                   hidden=hidden, pool=pool, tap=tap, dropout=dropout, attention=attention,
+                   dtype=dtype)
 
 
 def two_stage(backbone: str = 'resnet50', backbone_kwargs: Mapping[str, Any] | None = None,
@@ -120,6 +134,7 @@ _MODELS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     **{f'fcn{v}': (fcn, {'variant': v}) for v in ('32s', '16s', '8s')},
     'embedding': (embedding, {}),
     'regressor': (regressor, {}),
+    'captioner': (captioner, {}),
     'faster_rcnn': (two_stage, {}),
     'mask_rcnn': (two_stage, {'masks': True}),
     # Girshick 2015: VGG-16's stride-16 map, RoIPool, external proposals (here the fixed grid).

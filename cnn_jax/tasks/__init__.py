@@ -12,6 +12,7 @@ import ml_collections
 
 from cnn_jax.importing import is_path, load_object
 from cnn_jax.tasks.base import Task, gather_batch, global_mean, scale_gradient_for_pmean
+from cnn_jax.tasks.captioning import Captioning
 from cnn_jax.tasks.classification import Classification
 from cnn_jax.tasks.detection import Detection
 from cnn_jax.tasks.landmarks import Landmarks
@@ -33,7 +34,7 @@ def register(cls: type[Task]) -> type[Task]:
 
 
 for _cls in (Classification, Detection, Segmentation, MetricLearning, TwoStageDetection,
-             InstanceSegmentation, Localisation, Landmarks, TextClassification):
+             InstanceSegmentation, Localisation, Landmarks, TextClassification, Captioning):
   register(_cls)
 
 

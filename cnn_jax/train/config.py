@@ -10,13 +10,15 @@ the same keys and a typo is an error:
   distributed: coordinator_address ('' single host, 'auto', or host:port),
              num_processes, process_id
   task:      name ('classification' | 'detection' | 'segmentation' | 'metric_learning' | 'rcnn'
-             | 'instance_segmentation' | 'localisation' | 'landmarks' | 'text_classification',
+             | 'instance_segmentation' | 'localisation' | 'landmarks' | 'captioning'
+             | 'text_classification',
              or a path 'pkg.module:Class'), then that task's own keys (its defaults())
   model:     name (a cnn_jax.models.list_models() name, or a path 'pkg.module:attr' /
              'file.py:attr' to a Linen class or a compose-network factory), conv_impl,
              kwargs (model args)
   data:      name ('synthetic' | 'synthetic_faces' | 'image_folder' | 'tfds' | 'coco' | 'voc'
-             | 'mask_folder' | 'landmark_folder'; text: 'synthetic_sentiment' | 'text_folder'),
+             | 'mask_folder' | 'landmark_folder' | 'synthetic_captions' | 'coco_captions';
+             text: 'synthetic_sentiment' | 'text_folder'),
              root, tfds_name, data_dir,
              train_split, eval_split, image_size, channels, num_classes, num_train,
              num_eval, objects_per_image (synthetic scenes), mean, std, cache_dir,
@@ -50,13 +52,16 @@ from cnn_jax.ops import conv
 from cnn_jax.train import optim, parallel
 
 DATASETS = ('synthetic', 'synthetic_faces', 'image_folder', 'tfds', 'coco', 'voc', 'mask_folder',
-            'landmark_folder', 'synthetic_sentiment', 'text_folder')
+            'landmark_folder', 'synthetic_captions', 'coco_captions', 'synthetic_sentiment',
+            'text_folder')
 # Readers of annotated images (boxes, masks) under data.root; see cnn_jax/data/annotations.py.
 ANNOTATED_DATASETS = {
     'coco': 'a COCO dataset: <root>/<split>/ images and an instances JSON (data.train_ann)',
     'voc': 'a PASCAL VOC year folder: <root>/{Annotations,JPEGImages,ImageSets}',
     'mask_folder': 'a folder with <root>/<split>/{images,masks}/',
     'landmark_folder': 'a folder with <root>/<split>/landmarks.csv beside its images',
+    'coco_captions': 'a COCO captions dataset: <root>/<split>/ images and a captions JSON '
+                     '(data.train_ann, default annotations/captions_<split>.json)',
 }
 CONV_IMPLS = conv.IMPL_CHOICES  # the impls and 'auto'
 

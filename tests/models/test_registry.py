@@ -55,7 +55,10 @@ def test_every_registered_model_initialises():
   for name in models.list_models():
     out, _ = _abstract_variables(name)
     # Classifiers give (N, classes); FCNs (N, H, W, classes); YOLO (N, S, S, B, 5 + C);
-    # the R-CNN family padded detections (N, D, 4).
+    # the R-CNN family padded detections (N, D, 4); the captioner greedy captions (N, L - 1).
+    if isinstance(out, dict) and 'tokens' in out:
+      assert out['tokens'].ndim == 2 and out['scores'].shape == out['tokens'].shape[:1], name
+      continue
     if isinstance(out, dict):
       assert out['boxes'].ndim == 3 and out['valid'].shape == out['boxes'].shape[:2], name
       continue

@@ -13,7 +13,7 @@ STEPS = 60
 TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar', 'faster_rcnn')
 # Shared runs whose tasks add no new path to resume (sums-only evaluation, one-field
 # flips): trained and checked for their best step and metrics, not killed.
-SHARED_RUNS = TASK_CONFIGS + ('localise', 'landmarks', 'text_cnn')
+SHARED_RUNS = TASK_CONFIGS + ('localise', 'landmarks', 'text_cnn', 'caption')
 
 
 def two_stage_kwargs(**over) -> dict:
@@ -71,6 +71,11 @@ def tiny(name: str, **top):
     c.model.kwargs.embed_dim, c.model.kwargs.features = 8, 8
     c.task.max_len = 24
     c.optimizer.lr = 1e-2  # a visible drop of the loss within the 60 steps
+  elif name == 'caption':
+    c = load_config('caption', f'steps={STEPS}')
+    c.data.num_train, c.data.num_eval, c.data.image_size = 128, 32, 32
+    c.model.kwargs.backbone_kwargs.widths = (4, 8, 16)
+    c.model.kwargs.embed_dim, c.model.kwargs.hidden = 16, 16
     c.batch_size, c.eval_batch_size = 16, 32
   else:
     raise ValueError(name)

@@ -81,7 +81,8 @@ def _losses(workdir):
 # a pmap run would add two more compiles of the largest program in the suite).
 @pytest.mark.slow
 @pytest.mark.parametrize('name,modes', [('detect', ('jit', 'pmap')), ('segment', ('jit', 'pmap')),
-                                        ('face_verify', ('jit', 'pmap')), ('faster_rcnn', ('jit',))])
+                                        ('face_verify', ('jit', 'pmap')), ('faster_rcnn', ('jit',)),
+                                        ('caption', ('jit', 'pmap'))])
 def test_eight_devices_jit_and_pmap_match_one(task_runs, name, modes, tmp_path):
   """The loss of the first steps on 8 simulated devices equals one device's (1e-5)."""
   one = _losses(task_runs[name][0])[:4]  # steps 2-5 (step 1 is the compile, not logged)

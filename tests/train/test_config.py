@@ -13,7 +13,7 @@ CONFIGS = sorted(p for p in config_lib.CONFIG_DIR.glob('*.py') if p.stem not in 
 # Trained by tests/tasks and tests/train/test_resume.py (their own tiny versions) rather
 # than by the two-step test below; the R-CNN family's model by tests/models/test_rcnn.py.
 TASK_CONFIGS = ('detect', 'segment', 'face_verify', 'composed_cifar', 'faster_rcnn',
-                'mask_rcnn', 'fast_rcnn', 'rcnn', 'localise', 'landmarks', 'text_cnn')
+                'mask_rcnn', 'fast_rcnn', 'rcnn', 'localise', 'landmarks', 'text_cnn', 'caption')
 CLASSIFIERS = [p for p in CONFIGS if p.stem not in TASK_CONFIGS]
 
 
@@ -27,10 +27,10 @@ def test_every_task_config_holds_its_task_section():
   with pytest.raises(ValueError, match="start from default_config\\('segmentation'\\)"):
     config_lib.validate(cfg)
   cfg = config_lib.default_config()
-  cfg.task.name = 'captioning'
-  with pytest.raises(ValueError, match="unknown task 'captioning'; known tasks: "
-                     'classification, detection, instance_segmentation, landmarks, '
-                     'localisation, metric_learning, rcnn, segmentation'):
+  cfg.task.name = 'dreaming'
+  with pytest.raises(ValueError, match="unknown task 'dreaming'; known tasks: "
+                     'captioning, classification, detection, instance_segmentation, landmarks, '
+                     'localisation, metric_learning, rcnn, segmentation, text_classification'):
     config_lib.validate(cfg)
 
 
