@@ -97,7 +97,8 @@ def cli_overrides(name: str) -> list[str]:
         walk(a[k], b[k], f'{prefix}{k}.')
       elif a[k] != b[k]:
         value = tuple(b[k]) if isinstance(b[k], list) else b[k]
-        flags.append(f'--config.{prefix}{k}={value!r}'.replace(' ', ''))
+        text = value if isinstance(value, str) else repr(value).replace(' ', '')  # as typed
+        flags.append(f'--config.{prefix}{k}={text}')
 
   walk(base, small, '')
   return flags
