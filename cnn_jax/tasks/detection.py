@@ -5,7 +5,9 @@ Batch fields: ``image`` (B, H, W, C); ``boxes`` (B, K, 4) corners
 -1 for padding. The model (``yolo``) maps images to ``(B, S, S, A, 5 + C)``
 raw predictions. Targets are encoded inside the step, after the random flip
 has moved the boxes with the pixels (:func:`cnn_jax.ops.boxes.yolo_encode`);
-the loss is :func:`cnn_jax.ops.losses.yolo_loss`. Anchors are k-means
+the loss is :func:`cnn_jax.ops.losses.yolo_loss` (``task.loss='modern'``) or
+the course's sum-squared :func:`cnn_jax.ops.losses.yolo_course_loss`
+(``task.loss='course'``). Anchors are k-means
 (1 - IoU distance, YOLOv2) of the training boxes' sizes, fitted when the data
 loads, so they are the same on every resume.
 
