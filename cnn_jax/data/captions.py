@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cnn_jax.data.coco import _field
 from cnn_jax.data.dataset import ArrayDataset
 
 PAD, BOS, EOS, UNK = '<pad>', '<bos>', '<eos>', '<unk>'
@@ -296,14 +297,6 @@ def _read_captions_json(path: Path) -> dict[str, Any]:
   return data
 
 
-def _get(entry: Any, key: str, what: str, path: Path) -> Any:
-  try:
-    return entry[key]
-  except (KeyError, TypeError, IndexError):
-    ident = entry.get('id', '?') if isinstance(entry, dict) else '?'
-    raise ValueError(f'{path}: {what} {ident} has no {key!r} field; fix the entry.') from None
-
-
 def read_coco_captions(path: str | os.PathLike
                        ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
   """``(image entries in file order, image id -> its captions in file order)``, all checked."""
@@ -311,15 +304,15 @@ def read_coco_captions(path: str | os.PathLike
   data = _read_captions_json(path)
   images, by_image = [], {}
   for entry in data['images']:
-    iid = int(_get(entry, 'id', 'image', path))
-    _get(entry, 'file_name', 'image', path)
+    iid = int(_field(entry, 'id', 'image', path))
+    _field(entry, 'file_name', 'image', path)
     if iid in by_image:
       raise ValueError(f'{path}: image id {iid} appears twice in images; fix the file.')
     by_image[iid] = []
     images.append(entry)
   for ann in data['annotations']:
-    iid = int(_get(ann, 'image_id', 'annotation', path))
-    caption = _get(ann, 'caption', 'annotation', path)
+    iid = int(_field(ann, 'image_id', 'annotation', path))
+    caption = _field(ann, 'caption', 'annotation', path)
     if iid not in by_image:
       raise ValueError(f'{path}: annotation {ann.get("id", "?")} refers to image_id {iid}, '
                        "which has no entry in 'images'; add the image or remove the caption.")

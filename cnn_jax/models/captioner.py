@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax.data.captions import BOS_ID, EOS_ID, PAD_ID
+from cnn_jax.models.regressor import feature_map
 from cnn_jax.nn.layers import Dense, cast
 from cnn_jax.ops import decode, rnn
 
@@ -175,14 +176,7 @@ class Captioner(nn.Module):
   @nn.nowrap
   def features(self, x: jax.Array, train: bool) -> jax.Array:
     """The backbone's feature map ``tap`` (default the deepest), (N, h, w, C)."""
-    feats = self.backbone(x, train)
-    if not isinstance(feats, dict):
-      raise ValueError(f'Captioner needs a backbone built with features_only=True; '
-                       f'{type(self.backbone).__name__} returned one array.')
-    if self.tap is not None and self.tap not in feats:
-      raise ValueError(f'backbone {type(self.backbone).__name__} has no feature {self.tap!r}; '
-                       f'it has {", ".join(feats)}.')
-    return cast(feats[self.tap] if self.tap is not None else list(feats.values())[-1], self.dtype)
+    return cast(feature_map(self, x, train), self.dtype)
 
   @nn.nowrap  # inline in __call__'s compact scope: 'project' is this module's
   def encode(self, x: jax.Array, train: bool) -> jax.Array:

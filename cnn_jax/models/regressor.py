@@ -16,6 +16,22 @@ import jax.numpy as jnp
 from cnn_jax.nn.layers import Dense, cast
 
 
+def feature_map(head: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+  """``head.backbone``'s feature ``head.tap`` of ``x`` (default its deepest), (N, h, w, C).
+
+  For heads whose backbone is built with ``features_only=True``; a one-line
+  error names the head if it is not, or lists the features if ``tap`` is unknown.
+  """
+  feats = head.backbone(x, train)
+  if not isinstance(feats, dict):
+    raise ValueError(f'{type(head).__name__} needs a backbone built with features_only=True; '
+                     f'{type(head.backbone).__name__} returned one array.')
+  if head.tap is not None and head.tap not in feats:
+    raise ValueError(f'backbone {type(head.backbone).__name__} has no feature {head.tap!r}; '
+                     f'it has {", ".join(feats)}.')
+  return feats[head.tap] if head.tap is not None else list(feats.values())[-1]
+
+
 class Regressor(nn.Module):
   """``(N, H, W, C) -> (N, num_classes)`` float32: flatten a feature map, dense, ReLU, dense.
 
@@ -36,14 +52,7 @@ class Regressor(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    feats = self.backbone(x, train)
-    if not isinstance(feats, dict):
-      raise ValueError(f'Regressor needs a backbone built with features_only=True; '
-                       f'{type(self.backbone).__name__} returned one array.')
-    if self.tap is not None and self.tap not in feats:
-      raise ValueError(f'backbone {type(self.backbone).__name__} has no feature {self.tap!r}; '
-                       f'it has {", ".join(feats)}.')
-    x = feats[self.tap] if self.tap is not None else list(feats.values())[-1]
+    x = feature_map(self, x, train)
     x = cast(x, self.dtype).reshape(x.shape[0], -1)
     if self.hidden:
       x = nn.Dropout(self.dropout)(x, deterministic=not train)
