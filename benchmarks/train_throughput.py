@@ -40,10 +40,12 @@ from cnn_jax.models.introspect import xla_flops
 from cnn_jax.tasks import Classification
 from cnn_jax.train.config import default_config
 from cnn_jax.train.parallel import DataParallel
+from cnn_jax.train.seeds import over_seeds
 from cnn_jax.train.state import create_train_state
 from cnn_jax.train.step import make_train_step
 
 MODELS = {  # name -> (registry name, kwargs, image side, baseline depth or None)
+    'resnet8': ('cifar_resnet', {'depth': 8}, 32, 8),  # smoke-test size
     'resnet20': ('cifar_resnet', {'depth': 20}, 32, 20),
     'resnet56': ('cifar_resnet', {'depth': 56}, 32, 56),
     'resnet50': ('resnet50', {}, 224, None),
@@ -123,30 +125,37 @@ def baseline_step_fn(depth: int, batch: int, dtype):
 
 # ----------------------------------------------------------------------------- project
 
-def project_step_fn(name: str, batch: int, dtype_name: str):
+def project_step_fn(name: str, batch: int, dtype_name: str, num_seeds: int = 1,
+                    seeds_mode: str = 'auto'):
   """The training loop's own step: ``make_train_step`` compiled by ``DataParallel``.
 
   That is what ``cnn_jax.main`` runs (state donated, batch sharded, here over
-  one device), with the uint8 batch normalised and augmented inside.
+  one device), with the uint8 batch normalised and augmented inside. With
+  ``num_seeds`` K > 1, what ``config.num_seeds=K`` runs: the step lifted over K
+  seeds' states, a (K, batch, ...) batch and K keys (``seeds_mode``: vmap or unroll).
   """
   reg, kwargs, side, _ = MODELS[name]
   dtype = compute_dtype(dtype_name)
   model = get_model(reg, num_classes=10 if side == 32 else 1000, dtype=dtype, **kwargs)
   schedule = optax.constant_schedule(0.1)
   tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(schedule, momentum=0.9))
-  dp = DataParallel('jit', jax.devices()[:1])
-  state = dp.put_state(jax.jit(lambda k: create_train_state(model, tx, k, (1, side, side, 3)))(
-      jax.random.key(0)))
+  dp = DataParallel('jit', jax.devices()[:1], num_seeds=num_seeds)
+  seeded = functools.partial(over_seeds, num_seeds=num_seeds, mode=seeds_mode)
+  keys = jax.random.split(jax.random.key(0), num_seeds)
+  state = dp.put_state(jax.jit(seeded(
+      lambda k: create_train_state(model, tx, k, (1, side, side, 3))))(
+          keys[0] if num_seeds == 1 else keys))
   task_config = default_config()
   task_config.augment.crop_padding, task_config.augment.flip = 4, True
-  train_step = make_train_step(model, Classification(task_config), tx, schedule,
-                               mean=(0.5,) * 3, std=(0.25,) * 3)
+  train_step = seeded(make_train_step(model, Classification(task_config), tx, schedule,
+                                      mean=(0.5,) * 3, std=(0.25,) * 3))
   step = dp.compile_train(train_step)
   rng = np.random.default_rng(0)
+  lead = (batch,) if num_seeds == 1 else (num_seeds, batch)
   batch_arrays = dp.put_batch({
-      'image': jnp.asarray(rng.integers(0, 256, (batch, side, side, 3), np.uint8)),
-      'label': jnp.asarray(rng.integers(0, 10, batch), jnp.int32)})
-  key = jax.random.key(1)
+      'image': jnp.asarray(rng.integers(0, 256, (*lead, side, side, 3), np.uint8)),
+      'label': jnp.asarray(rng.integers(0, 10, lead), jnp.int32)}, train=True)
+  key = jax.random.key(1) if num_seeds == 1 else jax.random.split(jax.random.key(1), num_seeds)
   return state, lambda s: step(s, batch_arrays, key), (train_step, batch_arrays, key)
 
 

@@ -64,15 +64,27 @@ class Sweep:
   smoke: bool = False
   eval_every: int = 0           # 0: 32 evaluations per run (the Fig. 6 test curves)
   holdout: int = 0              # > 0: evaluate on this many held-out training images (45k/5k)
+  num_seeds: int = 1            # > 1: this many seeds of a net train together (config.num_seeds)
 
-  def runs(self):
-    """(net, depth, seed), seed-major so that a partial sweep covers every net."""
-    return [(net, depth, seed) for seed in range(self.seeds) for depth in self.depths
-            for net in NETS]
+  def groups(self) -> list[tuple[str, int, tuple[int, ...]]]:
+    """(net, depth, seeds) of each training, seed-major so that a partial sweep covers every net.
+
+    One seed per training, or ``num_seeds`` of them trained together in one program.
+    """
+    k = max(1, self.num_seeds)
+    return [(net, depth, tuple(range(first, min(first + k, self.seeds))))
+            for first in range(0, self.seeds, k) for depth in self.depths for net in NETS]
 
 
 def run_name(net: str, depth: int, seed: int) -> str:
   return f'{net}{depth}_seed{seed}'
+
+
+def group_name(net: str, depth: int, seeds: tuple[int, ...]) -> str:
+  """The workdir of one training: a seed's run, or ``plain20_seeds0-1`` for seeds together."""
+  if len(seeds) == 1:
+    return run_name(net, depth, seeds[0])
+  return f'{net}{depth}_seeds{seeds[0]}-{seeds[-1]}'
 
 
 def make_config(sweep: Sweep, net: str, depth: int, seed: int):
@@ -108,29 +120,42 @@ def run_sweep(sweep: Sweep, root: pathlib.Path, *, quiet: bool = True) -> None:
   # The general sweep's grid and runs too, so `python -m experiments.sweep report ROOT`
   # (any eval metric, final/best/at a step) reads this sweep as well.
   grid = [['model.kwargs.depth', list(sweep.depths)], ['model.kwargs.plain', [True, False]]]
-  runs = [{'name': run_name(net, depth, seed),
-           'cell': {'model.kwargs.depth': depth, 'model.kwargs.plain': net == 'plain'},
-           'seed': seed} for net, depth, seed in sweep.runs()]
+  runs = []
+  for net, depth, seeds in sweep.groups():
+    group = group_name(net, depth, seeds)
+    runs += [{'name': run_name(net, depth, seed),
+              'cell': {'model.kwargs.depth': depth, 'model.kwargs.plain': net == 'plain'},
+              'seed': seed, 'group': group,
+              'dir': group if len(seeds) == 1 else f'{group}/seeds/{seed}'} for seed in seeds]
   (root / 'sweep.json').write_text(json.dumps(
       {**dataclasses.asdict(sweep), 'config': f'configs/resnet_cifar.py:data={sweep.data}',
        'grid': grid, 'runs': runs}, indent=2) + '\n')
-  for net, depth, seed in sweep.runs():
-    run_or_skip(make_config(sweep, net, depth, seed), root / run_name(net, depth, seed),
-                {'net': net, 'depth': depth, 'seed': seed}, quiet=quiet)
+  for net, depth, seeds in sweep.groups():
+    config = make_config(sweep, net, depth, seeds[0])
+    config.num_seeds = len(seeds)
+    run_or_skip(config, root / group_name(net, depth, seeds),
+                {'net': net, 'depth': depth, 'seed': seeds[0]}, quiet=quiet)
   report(root)
 
 
 # ----------------------------------------------------------------------------- report
 
 def _read_run(workdir: pathlib.Path) -> dict | None:
-  """Curves and summary of one run from its metrics.jsonl (finished or not)."""
+  """Curves and summary of one run from its metrics.jsonl (finished or not).
+
+  A seed trained together with others has its own folder ``<group>/seeds/<seed>``
+  and shares the group's config.json.
+  """
   rows = read_metrics(workdir / 'metrics.jsonl')
   if not rows.get('eval'):
     return None
   train, evals = rows.get('train', []), rows['eval']
   result = json.loads((workdir / 'result.json').read_text()) if (
       workdir / 'result.json').exists() else {}
-  config = json.loads((workdir / 'config.json').read_text())
+  config_file = workdir / 'config.json'
+  if not config_file.exists():
+    config_file = workdir.parents[1] / 'config.json'
+  config = json.loads(config_file.read_text())
   return {
       'finished': bool(result),
       'train_curve': [(r['step'], 1.0 - r['accuracy']) for r in train],
@@ -167,9 +192,11 @@ def summarize(root: pathlib.Path) -> list[dict]:
     for net in NETS:
       if name.startswith(net) and '_seed' in name:
         depth = int(name[len(net):name.index('_seed')])
-        run = _read_run(workdir)
-        if run is not None:
-          runs.setdefault((net, depth), []).append(run)
+        together = workdir / 'seeds'
+        for folder in sorted(together.iterdir()) if together.is_dir() else [workdir]:
+          run = _read_run(folder)
+          if run is not None:
+            runs.setdefault((net, depth), []).append(run)
   rows = []
   for (net, depth), rs in sorted(runs.items(), key=lambda kv: (NETS.index(kv[0][0]), kv[0][1])):
     final_m, final_s = mean_std([100 * r['final_test_error'] for r in rs])
@@ -271,6 +298,8 @@ def main(argv=None) -> int:
   r.add_argument('--depths', default='20,32,44,56', help='comma list of 6k+2 depths')
   r.add_argument('--with-110', action='store_true', help='add ResNet/Plain-110')
   r.add_argument('--seeds', type=int, default=None, help='default 3 (2 with --smoke)')
+  r.add_argument('--num-seeds', type=int, default=1, metavar='K',
+                 help='train K seeds of a net together in one program (config.num_seeds)')
   r.add_argument('--scale', type=float, default=1.0,
                  help='multiply the 64k steps and the lr boundaries')
   r.add_argument('--data', default='folder', choices=('folder', 'tfds', 'synthetic'))
@@ -293,10 +322,14 @@ def main(argv=None) -> int:
   depths = tuple(int(d) for d in args.depths.split(',')) + ((110,) if args.with_110 else ())
   if args.smoke:
     sweep = Sweep(depths=(8, 14) if args.depths == '20,32,44,56' else depths,
-                  seeds=args.seeds or 2, data='synthetic', smoke=True, holdout=args.holdout)
+                  seeds=args.seeds or 2, data='synthetic', smoke=True, holdout=args.holdout,
+                  num_seeds=args.num_seeds)
   else:
     sweep = Sweep(depths=depths, seeds=args.seeds or 3, scale=args.scale, data=args.data,
-                  data_root=args.data_root, eval_every=args.eval_every, holdout=args.holdout)
+                  data_root=args.data_root, eval_every=args.eval_every, holdout=args.holdout,
+                  num_seeds=args.num_seeds)
+  if args.num_seeds < 1:
+    p.error(f'--num-seeds must be >= 1, got {args.num_seeds}')
   bad = [d for d in sweep.depths if d < 8 or (d - 2) % 6]
   if bad:
     p.error(f'depths must be 6k+2 (20, 32, 44, 56, 110), got {bad}')

@@ -4,6 +4,7 @@ r"""A sweep over config axes x seeds, each run in its own workdir, resumably; it
   python -m experiments.sweep run --config=configs/resnet_cifar.py \
       --grid model.kwargs.depth=20,32,44,56 --grid model.kwargs.plain=True,False \
       --seeds 3 --sweep-dir workdirs/sweep_depth --set data.root=../shared/data/cifar10-jpeg
+  # the same, 3 seeds of each cell trained together in one program (--num-seeds 3)
   # shortcut option A (zero-padding) vs B (1x1 projection), He et al. Table 3 on CIFAR
   python -m experiments.sweep run --config=configs/resnet_cifar.py:scale=0.01 \
       --grid model.kwargs.shortcut=A,B --grid model.kwargs.depth=20,56 --seeds 2 \
@@ -15,6 +16,10 @@ r"""A sweep over config axes x seeds, each run in its own workdir, resumably; it
 Runs are the cartesian product of the ``--grid`` axes (the first axis varies
 slowest) for each seed, seed-major (seed 0 of every cell, then seed 1, ...), so
 a partial sweep covers every cell; ``--seeds N`` sets ``config.seed`` to 0..N-1.
+``--num-seeds K`` trains K seeds of a cell at a time in one compiled program
+(``config.num_seeds``: vmapped parameters, optimizer and BatchNorm state, keys
+and data orders; each seed equals its own run) in ``<cell>_seeds0-1/``, with
+each seed's rows and ``result.json`` in ``<cell>_seeds0-1/seeds/<seed>/``.
 Values parse like config values (ints, floats, bools, strings, tuples such as
 ``(8,16,32)``); ``--set KEY=VALUE`` changes every run. A run's workdir is named
 by its axis values, e.g. ``depth20_plainTrue_seed0``. A finished run
@@ -63,17 +68,32 @@ def run_or_skip(config: Any, workdir: pathlib.Path, meta: dict, *, quiet: bool =
     print(f'{workdir.name}: finished, skipped', flush=True)
     return json.loads(done.read_text())
   print(f'{workdir.name}: training {config.num_steps} steps'
+        + (f' of seeds {config.seed}..{config.seed + config.num_seeds - 1} together'
+           if config.num_seeds > 1 else '')
         + (' (resuming)' if (workdir / 'checkpoints').exists() else ''), flush=True)
   t0 = time.perf_counter()
   result = train_and_evaluate(config, workdir, quiet=quiet)
-  evals = {f'eval_{k}': float(v) for k, v in result['eval'].items()
-           if isinstance(v, (int, float)) or getattr(v, 'ndim', None) == 0}
-  row = {**meta, 'steps': result['steps'], 'params': int(result['num_params']),
-         'headline': result['headline'], **evals,
-         'wall_s': time.perf_counter() - t0, 'resumed_from': result['resumed_from']}
+  wall_s = time.perf_counter() - t0
+
+  def row_of(meta: dict, evals: dict) -> dict:
+    return {**meta, 'steps': result['steps'], 'params': int(result['num_params']),
+            'headline': result['headline'],
+            **{f'eval_{k}': float(v) for k, v in evals.items()
+               if isinstance(v, (int, float)) or getattr(v, 'ndim', None) == 0},
+            'wall_s': wall_s, 'resumed_from': result['resumed_from']}
+
+  row = row_of(meta, result['eval'])
+  if 'seeds' in result:  # seeds trained together: each seed's folder gets its own result
+    row['seeds'] = []
+    for info in result['seeds']:
+      seed_row = row_of({**meta, 'seed': info['seed']}, info['eval'])
+      (pathlib.Path(info['workdir']) / 'result.json').write_text(
+          json.dumps(seed_row, indent=2) + '\n')
+      row['seeds'].append(seed_row)
   done.write_text(json.dumps(row, indent=2) + '\n')
   head = result['headline']
-  print(f"{workdir.name}: eval {head} {row.get(f'eval_{head}', math.nan):.4g}", flush=True)
+  print(f"{workdir.name}: eval {head} {row.get(f'eval_{head}', math.nan):.4g}"
+        + (' (mean over seeds)' if 'seeds' in result else ''), flush=True)
   return row
 
 
@@ -159,17 +179,33 @@ def _name_part(key: str, value: Any) -> str:
   return key.split('.')[-1] + re.sub(r'[^A-Za-z0-9.+-]+', '-', text).strip('-')
 
 
-def expand(axes: list[tuple[str, list[Any]]], seeds: int) -> list[dict]:
+def expand(axes: list[tuple[str, list[Any]]], seeds: int, num_seeds: int = 1) -> list[dict]:
   """The runs: product of the axes (first slowest) for each seed, seed-major.
 
-  Each run is ``{'name': 'depth20_plainTrue_seed0', 'cell': {key: value}, 'seed': 0}``.
+  Each run is ``{'name': 'depth20_plainTrue_seed0', 'cell': {key: value}, 'seed': 0,
+  'group': ..., 'dir': ...}``: ``group`` is the training workdir and ``dir`` the
+  seed's own folder. With ``num_seeds`` K > 1 the seeds of a cell train K at a time
+  in one program (``config.num_seeds``): group ``depth20_plainTrue_seeds0-1``,
+  dirs ``depth20_plainTrue_seeds0-1/seeds/0`` and ``.../seeds/1``.
   """
   keys = [k for k, _ in axes]
   if len(set(keys)) != len(keys):
     raise ValueError(f'an axis is given twice: {keys}.')
+  if num_seeds < 1:
+    raise ValueError(f'--num-seeds must be >= 1, got {num_seeds}.')
   cells = [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in axes))]
-  return [{'name': '_'.join([_name_part(k, v) for k, v in cell.items()] + [f'seed{seed}']),
-           'cell': cell, 'seed': seed} for seed in range(seeds) for cell in cells]
+  runs = []
+  for first in range(0, seeds, num_seeds):
+    chunk = range(first, min(first + num_seeds, seeds))
+    for cell in cells:
+      stem = [_name_part(k, v) for k, v in cell.items()]
+      together = num_seeds > 1 and len(chunk) > 1
+      group = '_'.join(stem + [f'seeds{chunk[0]}-{chunk[-1]}' if together
+                               else f'seed{chunk[0]}'])
+      for seed in chunk:
+        runs.append({'name': '_'.join(stem + [f'seed{seed}']), 'cell': cell, 'seed': seed,
+                     'group': group, 'dir': f'{group}/seeds/{seed}' if together else group})
+  return runs
 
 
 def load_spec(spec: str):
@@ -187,20 +223,31 @@ def make_config(spec: str, sets: list[tuple[str, Any]], cell: dict, seed: int):
 
 
 def run_grid(spec: str, axes: list[tuple[str, list[Any]]], seeds: int, root: pathlib.Path,
-             sets: list[tuple[str, Any]] = (), *, quiet: bool = True) -> list[dict]:
-  """Checks every run's config, writes ``sweep.json``, runs or skips each run; its rows."""
-  runs = expand(axes, seeds)
-  configs = [make_config(spec, list(sets), r['cell'], r['seed']) for r in runs]
-  for c in configs:  # bad input fails here, before any training
-    validate(c)
+             sets: list[tuple[str, Any]] = (), *, num_seeds: int = 1,
+             quiet: bool = True) -> list[dict]:
+  """Checks every run's config, writes ``sweep.json``, runs or skips each group; its rows.
+
+  ``num_seeds`` > 1 trains that many seeds of a cell together (see :func:`expand`).
+  """
+  runs = expand(axes, seeds, num_seeds)
+  groups: dict[str, list[dict]] = {}
+  for r in runs:
+    groups.setdefault(r['group'], []).append(r)
+  configs = {}
+  for group, members in groups.items():
+    c = make_config(spec, list(sets), members[0]['cell'], members[0]['seed'])
+    c.num_seeds = len(members)
+    validate(c)  # bad input fails here, before any training
+    configs[group] = c
   root.mkdir(parents=True, exist_ok=True)
   (root / 'sweep.json').write_text(json.dumps(
       {'config': spec, 'grid': [[k, list(v)] for k, v in axes], 'seeds': seeds,
-       'set': [[k, v] for k, v in sets], 'runs': runs}, indent=2) + '\n')
+       'num_seeds': num_seeds, 'set': [[k, v] for k, v in sets], 'runs': runs},
+      indent=2) + '\n')
   from cnn_jax.train.xla_cache import enable_compilation_cache
   enable_compilation_cache(min_compile_secs=0.5)  # seeds 1.. reuse seed 0's programs
-  return [run_or_skip(c, root / r['name'], {**r['cell'], 'seed': r['seed']}, quiet=quiet)
-          for c, r in zip(configs, runs)]
+  return [run_or_skip(configs[g], root / g, {**members[0]['cell'], 'seed': members[0]['seed']},
+                      quiet=quiet) for g, members in groups.items()]
 
 
 # ----------------------------------------------------------------------------- report
@@ -228,6 +275,11 @@ def _fmt(value: Any) -> str:
   return str(value)
 
 
+def run_dir(run: dict) -> str:
+  """A run's folder under the sweep root (sweeps written before ``dir`` existed: its name)."""
+  return run.get('dir', run['name'])
+
+
 def summarize(root: pathlib.Path, metric: str = '', at: str = 'final'):
   """(rows, curves, sweep): one row per cell with mean and std over the seeds found."""
   sweep = json.loads((root / 'sweep.json').read_text())
@@ -235,7 +287,7 @@ def summarize(root: pathlib.Path, metric: str = '', at: str = 'final'):
   runs = {}
   recorded: set[str] = set()
   for r in sweep['runs']:
-    evals = read_metrics(root / r['name'] / 'metrics.jsonl').get('eval', [])
+    evals = read_metrics(root / run_dir(r) / 'metrics.jsonl').get('eval', [])
     if evals:
       recorded.update(k for k, v in evals[-1].items() if isinstance(v, (int, float))
                       and k not in ('step',))
@@ -243,8 +295,8 @@ def summarize(root: pathlib.Path, metric: str = '', at: str = 'final'):
   if not runs:
     raise ValueError(f'no evaluated runs under {root}; run the sweep first.')
   if not metric:
-    result = next((root / n / 'result.json' for n in runs
-                   if (root / n / 'result.json').exists()), None)
+    result = next((root / run_dir(r) / 'result.json' for r, _ in runs.values()
+                   if (root / run_dir(r) / 'result.json').exists()), None)
     metric = json.loads(result.read_text()).get('headline', 'accuracy') if result else 'accuracy'
   if metric not in recorded:
     raise ValueError(f'no eval metric {metric!r} recorded; recorded: '
@@ -262,7 +314,7 @@ def summarize(root: pathlib.Path, metric: str = '', at: str = 'final'):
     value = metric_value(evals, metric, at)
     if value is not None:
       cell['values'].append(value)
-      cell['finished'] += (root / r['name'] / 'result.json').exists()
+      cell['finished'] += (root / run_dir(r) / 'result.json').exists()
       cell['steps'] = max(cell['steps'], evals[-1]['step'])
       cell['curves'].append([(e['step'], e[metric]) for e in evals if metric in e])
   rows = []
@@ -406,6 +458,8 @@ def main(argv=None) -> int:
   r.add_argument('--grid', action='append', default=[], metavar='KEY=V1,V2,...',
                  help='an axis (repeat for a product)')
   r.add_argument('--seeds', type=int, default=1, help='seeds 0..N-1 per cell (config.seed)')
+  r.add_argument('--num-seeds', type=int, default=1, metavar='K',
+                 help='train K seeds of a cell together in one program (config.num_seeds)')
   r.add_argument('--sweep-dir', required=True)
   r.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                  help='a config value for every run')
@@ -431,7 +485,8 @@ def main(argv=None) -> int:
         raise ValueError(f'--set {item!r} takes one value (a tuple in parentheses).')
       sets.append((key, values[0]))
     root = pathlib.Path(args.sweep_dir)
-    run_grid(args.config, axes, args.seeds, root, sets, quiet=not args.verbose)
+    run_grid(args.config, axes, args.seeds, root, sets, num_seeds=args.num_seeds,
+             quiet=not args.verbose)
     report(root)
   except (ValueError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)

@@ -51,3 +51,16 @@ def test_sliding_windows_writes_ratios(tmp_path):
   out = json.loads((tmp_path / 's.json').read_text())
   row = out['sizes']['40']
   assert row['windows'] == 9 and row['loop_over_conv'] > 0 and row['batched_over_conv'] > 0
+
+
+def test_num_seeds_writes_speedups(tmp_path):
+  from benchmarks import num_seeds
+  out = tmp_path / 'n.json'
+  assert num_seeds.main(['--models', 'resnet8', '--batches', '4', '--seeds', '2',
+                         '--repeats', '1',
+                         '--out', str(out)]) == 0
+  row = json.loads(out.read_text())['rows'][0]
+  assert (row['model'], row['num_seeds']) == ('resnet8', 2)
+  for key in ('vmap_img_s', 'unroll_img_s', 'apart_img_s', 'speedup_vmap_over_apart',
+              'speedup_unroll_over_apart'):
+    assert row[key] > 0, key

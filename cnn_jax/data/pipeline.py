@@ -57,39 +57,52 @@ class InMemoryTrainData:
     seed: data-order seed.
     sharding: optional sharding for the batch (data parallel); the dataset
       itself is replicated.
-    sampler: optional ``step -> (batch_size,) indices`` replacing the epoch
-      shuffle (e.g. P identities x K images); it must be a pure function of the
-      step for resume to be exact.
+    sampler: optional ``(seed, step) -> (batch_size,) indices`` replacing the
+      epoch shuffle (e.g. P identities x K images); it must be a pure function
+      of its arguments for resume to be exact.
+    num_seeds: K > 1 gives every field a leading seed axis, (K, batch_size, ...):
+      row k is the batch that seed ``seed + k`` alone would draw (seeds trained
+      together); the dataset is on the device once.
   """
 
   process_local = False  # global batches: every process holds the whole set
 
   def __init__(self, dataset: ArrayDataset, batch_size: int, seed: int, sharding=None,
-               sampler: Callable[[int], np.ndarray] | None = None):
+               sampler: Callable[[int, int], np.ndarray] | None = None, num_seeds: int = 1):
     if len(dataset) < batch_size:
       raise ValueError(f'the training set has {len(dataset)} examples, fewer than one batch of '
                        f'{batch_size}; lower batch_size.')
     self.num_examples = len(dataset)
     self.batch_size = batch_size
     self.seed = seed
+    self.num_seeds = num_seeds
     self.steps_per_epoch = self.num_examples // batch_size
     self.sharding = sharding
     self.sampler = sampler
     self._arrays = jax.device_put(batch_fields(dataset))
-    self._epoch, self._perm = None, None
+    self._epoch, self._perms = None, None
 
-  def batch(self, step: int) -> dict:
-    """The batch for global ``step`` (random access, so resume is exact)."""
+  def _indices(self, seed: int, step: int) -> np.ndarray:
     if self.sampler is not None:
-      idx = np.asarray(self.sampler(step), np.int32)
+      idx = np.asarray(self.sampler(seed, step), np.int32)
       if idx.shape != (self.batch_size,):
         raise ValueError(f'the sampler gave indices of shape {idx.shape} for a batch of '
                          f'{self.batch_size}.')
+      return idx
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      self._epoch = epoch
+      self._perms = {s: epoch_permutation(s, epoch, self.num_examples)
+                     for s in range(self.seed, self.seed + self.num_seeds)}
+    return self._perms[seed][i * self.batch_size:(i + 1) * self.batch_size]
+
+  def batch(self, step: int) -> dict:
+    """The batch for global ``step`` (random access, so resume is exact)."""
+    if self.num_seeds == 1:
+      idx = self._indices(self.seed, step)
     else:
-      epoch, i = divmod(step, self.steps_per_epoch)
-      if epoch != self._epoch:
-        self._epoch, self._perm = epoch, epoch_permutation(self.seed, epoch, self.num_examples)
-      idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+      idx = np.stack([self._indices(s, step)
+                      for s in range(self.seed, self.seed + self.num_seeds)])
     batch = _gather(self._arrays, jnp.asarray(idx))
     return batch if self.sharding is None else jax.device_put(batch, self.sharding)
 

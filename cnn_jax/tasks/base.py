@@ -10,7 +10,7 @@ What a task says::
   input_field ('image')        the batch field the model is called on ('tokens': text)
   defaults()                   its keys of the config's ``task`` section
   load_data() -> (train, eval) ArrayDatasets; extras are batch fields
-  sampler(train)               optional step -> indices (P x K identity batches)
+  sampler(train)               optional (seed, step) -> indices (P x K identity batches)
   model_kwargs(num_classes)    what the model needs to know of the data
   model_inputs(batch, train)   extra keyword arguments of the model's call (targets)
   preprocess(batch, mean, std) on device: raw input -> model input (uint8 -> normalised float)
@@ -96,16 +96,27 @@ class Task:
 
   # ---- data (host) --------------------------------------------------------
 
+  @property
+  def data_seed(self) -> int:
+    """The seed of what the data is (a synthetic set, a few-shot draw, identity splits, eval
+    pairs): ``data.seed``, or ``seed`` when that is -1. Seeds trained together
+    (``num_seeds``) share it; init, data order and augmentation follow each one's own seed."""
+    return self.config.seed if self.config.data.seed < 0 else int(self.config.data.seed)
+
   def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
     """``(train, eval)`` in memory; ``extras`` become batch fields of the same name."""
     d = self.config.data
-    train = load_split(d, d.train_split, seed=self.config.seed, wants=self.wants)
+    train = load_split(d, d.train_split, seed=self.data_seed, wants=self.wants)
     if d.holdout:  # a validation split from the training data (fixed across seeds)
       return holdout_split(train, int(d.holdout))
-    return train, load_split(d, d.eval_split, seed=self.config.seed, wants=self.wants)
+    return train, load_split(d, d.eval_split, seed=self.data_seed, wants=self.wants)
 
-  def sampler(self, train: ArrayDataset) -> Callable[[int], np.ndarray] | None:
-    """``step -> (batch_size,) indices`` for batches that are not a shuffle; None: shuffle."""
+  def sampler(self, train: ArrayDataset) -> Callable[[int, int], np.ndarray] | None:
+    """``(seed, step) -> (batch_size,) indices`` for batches that are not a shuffle; None: shuffle.
+
+    A pure function of its arguments (exact resume; seeds trained together draw
+    their own batches).
+    """
     del train
     return None
 

@@ -107,7 +107,7 @@ class Detection(Task):
     train, test = self.load_annotated()
     num_anchors = int(self.config.model.kwargs.get('num_anchors', 2))
     self.anchors = jnp.asarray(anchor_sizes(train.extras['boxes'], train.extras['box_labels'],
-                                            num_anchors, self.config.seed))
+                                            num_anchors, self.data_seed))
     return train, test
 
   def load_annotated(self) -> tuple[ArrayDataset, ArrayDataset]:

@@ -145,7 +145,7 @@ class MetricLearning(Task):
   # ---- data ---------------------------------------------------------------
 
   def _identities(self) -> dict[str, ArrayDataset]:
-    t, d, seed = self.t, self.config.data, self.config.seed
+    t, d, seed = self.t, self.config.data, self.data_seed
     n_train, n_val, n_test = t.train_identities, t.val_identities, t.test_identities
     if min(n_train, n_val, n_test) < 2:
       raise ValueError('task.train_identities, val_identities and test_identities must each be '
@@ -188,9 +188,9 @@ class MetricLearning(Task):
     return parts['train'], eval_ds
 
   def sampler(self, train):
-    labels, seed = train.labels, self.config.seed
+    labels = train.labels
     p, k = self.t.identities_per_batch, self.t.images_per_identity
-    return lambda step: pk_batch(labels, p, k, np.random.default_rng([seed, step, 0x7B]))
+    return lambda seed, step: pk_batch(labels, p, k, np.random.default_rng([seed, step, 0x7B]))
 
   def model_kwargs(self, num_classes):
     del num_classes  # the embedding's size is model.kwargs.dim
@@ -218,7 +218,7 @@ class MetricLearning(Task):
 
   def eval_metrics(self, sums, rows):
     del sums
-    seed = self.config.seed
+    seed = self.data_seed
     pairs = group_pairs(rows, seed)
     val, test = pairs['val'], pairs['test']
     threshold, val_acc = metrics_lib.best_threshold(val['d'], val['same'])

@@ -70,7 +70,7 @@ class TextClassification(Task):
   # ---- data (host) --------------------------------------------------------
 
   def load_data(self) -> tuple[ArrayDataset, ArrayDataset]:
-    d, t, seed = self.config.data, self.t, self.config.seed
+    d, t, seed = self.config.data, self.t, self.data_seed
     kw = dict(seed=seed, text_key=t.text_key, label_key=t.label_key)
     train = build.load_text_split(d, d.train_split, **kw)
     if d.holdout:  # before the vocabulary: held-out reviews must not shape it

@@ -51,7 +51,7 @@ import pathlib
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -192,7 +192,8 @@ class _Manager(ocp.CheckpointManager):
 
 def _open_manager(directory: pathlib.Path, *, max_to_keep: int | None, keep_best: bool,
                   best_metric: str, best_mode: str, async_save: bool,
-                  read_only: bool = False) -> ocp.CheckpointManager:
+                  read_only: bool = False, also_best: Sequence[str] = ()
+                  ) -> ocp.CheckpointManager:
   """The one orbax manager of a checkpoint directory (see the module docstring)."""
   if read_only:
     policy = preservation_policy.PreserveAll()
@@ -202,9 +203,9 @@ def _open_manager(directory: pathlib.Path, *, max_to_keep: int | None, keep_best
       # BestN sorts ascending (descending with reverse) and keeps the last n:
       # the best. Steps without metrics are the periodic ones; LatestN keeps
       # those it should.
-      policies.append(preservation_policy.BestN(
-          get_metric_fn=_rank_fn(best_metric, best_mode), reverse=best_mode == 'min', n=1,
-          keep_checkpoints_without_metrics=False))
+      policies += [preservation_policy.BestN(
+          get_metric_fn=_rank_fn(name, best_mode), reverse=best_mode == 'min', n=1,
+          keep_checkpoints_without_metrics=False) for name in (best_metric, *also_best)]
     policy = preservation_policy.AnyPreservationPolicy(policies)
   options = ocp.CheckpointManagerOptions(
       create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only,
@@ -265,6 +266,9 @@ class Checkpointer:
       with metrics is kept as well, even when older than the newest ones.
     best_metric: the key of the metrics dict given to ``save`` that ranks steps.
     best_mode: ``'max'`` (e.g. accuracy) or ``'min'`` (e.g. loss).
+    also_best: more metric keys whose best step is kept too (ranked like
+      ``best_metric``), e.g. each seed's own ``'accuracy/seed3'`` when seeds train
+      together; :meth:`best_step` takes one of them.
     async_save: write in a background thread; ``save`` returns once the arrays
       are copied off the device (so donating the state afterwards is safe).
 
@@ -275,7 +279,7 @@ class Checkpointer:
 
   def __init__(self, directory: str | pathlib.Path, *, save_every: int, max_to_keep: int = 3,
                keep_best: bool = True, best_metric: str = 'accuracy', best_mode: str = 'max',
-               async_save: bool = True):
+               also_best: Sequence[str] = (), async_save: bool = True):
     if save_every < 1:
       raise ValueError(f'save_every must be a positive number of steps, got {save_every}.')
     if max_to_keep < 1:
@@ -293,7 +297,7 @@ class Checkpointer:
     # save_interval_steps stays at its default of 1.
     self._manager = _open_manager(self.directory, max_to_keep=max_to_keep, keep_best=keep_best,
                                   best_metric=best_metric, best_mode=best_mode,
-                                  async_save=async_save)
+                                  async_save=async_save, also_best=tuple(also_best))
     # The metrics of every step, by step: orbax only reads them from disk,
     # where an async save of this process has not put them yet.
     with _quiet():
@@ -316,15 +320,22 @@ class Checkpointer:
     """Every kept checkpoint, oldest first (see :meth:`latest_step`)."""
     return sorted(self._manager.all_steps())
 
-  def best_step(self) -> int | None:
-    """The kept step with the best ``best_metric``, or None.
+  def best_step(self, metric: str | None = None) -> int | None:
+    """The kept step with the best ``best_metric`` (or ``metric``, one of ``also_best``), or None.
 
     None with ``keep_best=False``, or when no kept step has a (non-NaN) value
-    of ``best_metric``. Of equal values the newest step is best (the one the
+    of the metric. Of equal values the newest step is best (the one the
     retention keeps).
     """
     if not self.keep_best:
       return None
+    if metric is not None and metric != self.best_metric:
+      ranked = [(v, s) for s, m in self._metrics.items()
+                if (v := _metric(m, metric)) is not None]
+      if not ranked:
+        return None
+      sign = 1 if self.best_mode == 'max' else -1
+      return max(ranked, key=lambda vs: (sign * vs[0], vs[1]))[1]
     step = self._manager.best_step()
     if step is None or _metric(self._metrics.get(step, {}), self.best_metric) is None:
       return None

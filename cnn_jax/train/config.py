@@ -4,7 +4,8 @@ Each ``configs/*.py`` starts from :func:`default_config` (``default_config('dete
 for another task) and overrides what its experiment needs, so every run has
 the same keys and a typo is an error:
 
-  seed, batch_size, eval_batch_size, num_steps (or num_epochs), log_every,
+  seed, num_seeds (K > 1: seeds seed..seed+K-1 trained together in one program),
+  seeds_mode ('auto' | 'vmap' | 'unroll'), batch_size, eval_batch_size, num_steps (or num_epochs), log_every,
   eval_every, dtype ('float32' | 'bfloat16' compute), parallel ('jit' | 'pmap'), num_devices,
   checkpoint_every, keep_checkpoints, keep_best
   distributed: coordinator_address ('' single host, 'auto', or host:port),
@@ -25,6 +26,7 @@ the same keys and a typo is an error:
              skip_corrupt, streaming, num_workers,
              classes (a subset, relabelled 0..k-1), examples_per_class (few-shot train split),
              holdout (evaluate on n held-out train examples, e.g. He et al.'s 45k/5k),
+             seed (what the data is: synthetic sets, few-shot draws; -1 follows seed),
              train_ann / eval_ann (COCO JSON), max_boxes, instance_masks (annotated data)
   augment:   crop_padding, flip, rotation, shift, zoom, shear, scale_crop (detection/segmentation)
   optimizer: name, lr, momentum, b1, b2, weight_decay, grad_clip_norm, label_smoothing
@@ -50,6 +52,7 @@ from cnn_jax.dtypes import DTYPES
 from cnn_jax.importing import is_path
 from cnn_jax.ops import conv
 from cnn_jax.train import optim, parallel
+from cnn_jax.train import seeds as seeds_lib
 
 DATASETS = ('synthetic', 'synthetic_faces', 'image_folder', 'tfds', 'coco', 'voc', 'mask_folder',
             'landmark_folder', 'synthetic_captions', 'coco_captions', 'synthetic_sentiment',
@@ -70,6 +73,8 @@ def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
   """Every key of a run, with the ``task`` section of ``task``."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.num_seeds = 1              # > 1: seeds seed..seed+K-1 trained together in one program
+  c.seeds_mode = 'auto'        # how: 'vmap', 'unroll' (K copies), 'auto' (unroll on CPU)
   c.batch_size = 128
   c.eval_batch_size = 512      # a power of two: divides any usual device count
   c.num_steps = 1000           # total optimizer steps; 0 means use num_epochs
@@ -116,6 +121,7 @@ def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
   c.data.num_workers = 0       # 0: automatic
   c.data.classes = ()          # e.g. (5, 6, 7, 8, 9): keep these, relabelled 0..k-1 in this order
   c.data.examples_per_class = 0  # > 0: a few-shot train split (first n per class after a seeded shuffle)
+  c.data.seed = -1             # what the data is (synthetic sets, few-shot draws); -1: seed
   c.data.holdout = 0           # > 0: evaluate on this many held-out train examples, not eval_split
   # Annotated data (coco, voc, mask_folder, tfds detection/segmentation sets):
   c.data.train_ann = ''        # coco: instances JSON of train_split ('' : <root>/annotations/instances_<split>.json)
@@ -261,6 +267,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'{key} must be positive, got {config[key]}.')
   if config.num_steps <= 0 and config.num_epochs <= 0:
     raise ValueError('set num_steps or num_epochs to a positive value.')
+  _choice(config.seeds_mode, seeds_lib.MODES, 'seeds_mode')
+  if config.num_seeds < 1:
+    raise ValueError(f'num_seeds must be >= 1, got {config.num_seeds}.')
+  if config.num_seeds > 1:
+    together = {'parallel=pmap': config.parallel == 'pmap',
+                'data.streaming': config.data.streaming,
+                'transfer.init_from': bool(config.transfer.init_from)}
+    clash = [k for k, on in together.items() if on]
+    if clash:
+      raise ValueError(f'num_seeds={config.num_seeds} trains seeds together with parallel=jit on '
+                       f'in-memory data from scratch; it does not combine with {clash[0]}: set '
+                       '--config.num_seeds=1 (and run seeds apart) or drop that option.')
   if config.data.name == 'image_folder' and not config.data.root:
     raise ValueError('data.name=image_folder needs data.root=DIR (a folder with '
                      '<split>/<class>/ images), e.g. --config.data.root=/path/to/cifar10-jpeg.')

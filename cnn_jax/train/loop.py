@@ -13,6 +13,7 @@ bit-identical parameters, as if it had never stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import pathlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -36,11 +37,12 @@ from cnn_jax.ops.compose import count_params
 from cnn_jax.tasks.base import Task
 from cnn_jax.train import config as config_lib
 from cnn_jax.train import optim, transfer
+from cnn_jax.train import seeds as seeds_lib
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.logging import MetricWriter, plot_metrics, truncate_metrics
 from cnn_jax.train.parallel import DataParallel, check_divisible, initialize_distributed
 from cnn_jax.train.state import TrainState, create_train_state
-from cnn_jax.train.step import evaluate, make_eval_step, make_train_step
+from cnn_jax.train.step import evaluate, evaluate_seeds, make_eval_step, make_train_step
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -108,7 +110,8 @@ def build_data(config: ml_collections.ConfigDict, task: Task) -> Data:
   eval_arrays = jax.device_put(pipeline.batch_fields(eval_ds))
   return Data(
       train=pipeline.InMemoryTrainData(train_ds, config.batch_size, config.seed,
-                                       sampler=task.sampler(train_ds)),
+                                       sampler=task.sampler(train_ds),
+                                       num_seeds=config.num_seeds),
       eval_batches=lambda: pipeline.eval_batches(eval_ds, config.eval_batch_size,
                                                  device_arrays=eval_arrays),
       num_classes=train_ds.num_classes, input_shape=tuple(train_ds.images.shape[1:]),
@@ -166,13 +169,47 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _check_finite(losses: np.ndarray, first_step: int) -> None:
-  bad = np.flatnonzero(~np.isfinite(losses))
+def _check_finite(losses: np.ndarray, first_step: int, seeds: Sequence[int] = ()) -> None:
+  """``losses``: (steps,), or (steps, K) when ``seeds`` (K of them) train together."""
+  losses = np.asarray(losses).reshape(len(losses), -1)
+  bad = np.argwhere(~np.isfinite(losses))
   if bad.size:
-    step = first_step + int(bad[0])
+    row, k = bad[0]
+    where = f' (seed {seeds[k]})' if len(seeds) > 1 else ''
     raise NonFiniteLossError(
-        f'loss became {losses[bad[0]]} at step {step}; lower optimizer.lr, add '
-        'optimizer.grad_clip_norm, or check the data.')
+        f'loss became {losses[row, k]} at step {first_step + int(row)}{where}; lower '
+        'optimizer.lr, add optimizer.grad_clip_norm, or check the data.')
+
+
+def _train_rows(stacked: dict, *, steps: int, batch_size: int, elapsed: float, epoch: float,
+                num_seeds: int) -> tuple[dict, list[dict]]:
+  """The log rows of a window of train steps: the run's, and each seed's when K > 1.
+
+  ``stacked``: metric -> (steps,) or (steps, K). A seed's row averages its own
+  steps; the run's row averages the seeds, and its img/s counts every seed's images.
+  """
+  def row(m: dict, images: float) -> dict:
+    out = {k: float(np.mean(v)) for k, v in m.items() if k != 'lr'}
+    return {**out, 'lr': float(np.ravel(m['lr'])[-1]), 'img_per_sec': images / elapsed,
+            'epoch': epoch}
+
+  if num_seeds == 1:
+    return row(stacked, steps * batch_size), []
+  seed_rows = [row({k: np.asarray(v)[:, i] for k, v in stacked.items()}, steps * batch_size)
+               for i in range(num_seeds)]
+  return row(stacked, steps * batch_size * num_seeds), seed_rows
+
+
+def mean_over_seeds(per_seed: list[dict]) -> dict[str, float]:
+  """Each metric's mean over the seeds' dicts (one dict: itself)."""
+  if len(per_seed) == 1:
+    return per_seed[0]
+  return {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
+
+
+def _seed_metric(name: str, seed: int) -> str:
+  """The checkpoint metrics key of one seed's own value, e.g. ``'accuracy/seed3'``."""
+  return f'{name}/seed{seed}'
 
 
 def _init_from_run(state: TrainState, tx, t: ml_collections.ConfigDict
@@ -255,8 +292,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if config.num_devices > jax.device_count():
     raise ValueError(f'num_devices={config.num_devices} but only {jax.device_count()} '
                      'devices exist; use 0 for all.')
+  num_seeds = config.num_seeds
+  seeds = list(range(config.seed, config.seed + num_seeds))
   dp = DataParallel(config.parallel,
-                    jax.devices()[:config.num_devices] if config.num_devices else None)
+                    jax.devices()[:config.num_devices] if config.num_devices else None,
+                    num_seeds=num_seeds)
   check_divisible(config.batch_size, dp.num_devices, 'batch_size')
   check_divisible(config.eval_batch_size, dp.num_devices, 'eval_batch_size')
   is_main = jax.process_index() == 0
@@ -270,13 +310,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   schedule = optim.make_schedule(config, num_steps)
   is_frozen = transfer.frozen_predicate(config.transfer.freeze, config.transfer.exclude)
   tx = transfer.freeze_optimizer(optim.make_optimizer(config, schedule), is_frozen)
-  init_key, step_key = jax.random.split(jax.random.key(config.seed))
+  # Seed s's keys are those of a run with config.seed = s; trained together, each
+  # function of the state below is vmapped over a leading (num_seeds,) axis.
+  seed_keys = [jax.random.split(jax.random.key(s)) for s in seeds]
+  init_key, step_key = (seed_keys[0][i] if num_seeds == 1 else
+                        jnp.stack([k[i] for k in seed_keys]) for i in (0, 1))
+  per_seed = functools.partial(seeds_lib.over_seeds, num_seeds=num_seeds,
+                               mode=config.seeds_mode)
+  fold_key = jax.jit(per_seed(jax.random.fold_in, in_axes=(0, None)))
   mean, std = tuple(config.data.mean), tuple(config.data.std)
   spec = model_input_spec(task, data, mean, std)
   input_shape = spec.shape
   try:
-    state = jax.jit(lambda k: create_train_state(model, tx, k, input_shape, spec.dtype))(
-        init_key)
+    state = jax.jit(per_seed(
+        lambda k: create_train_state(model, tx, k, input_shape, spec.dtype)))(init_key)
   except (TypeError, ValueError, ZeroDivisionError, IndexError) as e:
     # e.g. --config.model.kwargs.widths=abc: say which setting, not where it broke.
     raise ValueError(
@@ -289,38 +336,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   ckpt = Checkpointer(workdir / 'checkpoints', save_every=config.checkpoint_every,
                       max_to_keep=config.keep_checkpoints, keep_best=config.keep_best,
-                      best_metric=task.headline, best_mode=task.headline_mode)
-  writer = None
+                      best_metric=task.headline, best_mode=task.headline_mode,
+                      also_best=[_seed_metric(task.headline, s) for s in seeds] if num_seeds > 1
+                      else ())
+  # Seeds trained together: each one's rows (and plot, TensorBoard) in a folder of its own.
+  seed_dirs = [workdir / 'seeds' / str(s) for s in seeds] if num_seeds > 1 else []
+  writer, seed_writers = None, []
   try:
     start, init_note, resume_note = 0, '', ''
     if ckpt.latest_step() is not None:
       state, data_state = ckpt.restore(dp.abstract_state(state))
       resume_note = ckpt.restore_warning or ''
-      start = int(state.step)
+      start = int(np.ravel(state.step)[0])  # (num_seeds,) equal steps when seeds train together
       if data_state and hasattr(train_data, 'restore'):
         train_data.restore(data_state)
       if is_main:  # rows past the checkpoint will be written again
-        truncate_metrics(workdir / 'metrics.jsonl', start)
+        for d in [workdir, *seed_dirs]:
+          truncate_metrics(d / 'metrics.jsonl', start)
     elif config.transfer.init_from:
       state, init_note = _init_from_run(state, tx, config.transfer)
     if is_main:  # only now: a config that does not match the checkpoint must not overwrite it
       (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
     state = dp.put_state(state)
 
-    train_step = dp.compile_train(
+    train_step = dp.compile_train(per_seed(
         make_train_step(model, task, tx, schedule, mean=mean, std=std,
-                        axis_name=dp.axis_name, is_frozen=is_frozen))
-    eval_step = dp.compile_eval(make_eval_step(model, task, mean=mean, std=std,
-                                               axis_name=dp.axis_name))
-    run_eval = lambda state: evaluate(eval_step, state, map(dp.put_batch, data.eval_batches()),
-                                      task)
+                        axis_name=dp.axis_name, is_frozen=is_frozen)))
+    eval_step = dp.compile_eval(per_seed(make_eval_step(model, task, mean=mean, std=std,
+                                                        axis_name=dp.axis_name),
+                                         in_axes=(0, None)))
+
+    def run_eval(state) -> list[dict]:
+      """Each seed's eval metrics (one dict without seeds trained together)."""
+      batches = map(dp.put_batch, data.eval_batches())
+      if num_seeds == 1:
+        return [evaluate(eval_step, state, batches, task)]
+      return evaluate_seeds(eval_step, state, batches, task, num_seeds)
+
+    def write_eval(step, evals: list[dict]) -> tuple[dict, dict]:
+      """Writes the eval rows; returns the run's (the mean over seeds) and the checkpoint's."""
+      for w, m in zip(seed_writers, evals):
+        w.write(step, 'eval', m)
+      row = writer.write(step, 'eval', mean_over_seeds(evals))
+      if num_seeds == 1:
+        return row, row
+      return row, {**row, **{_seed_metric(k, s): float(v)
+                             for s, m in zip(seeds, evals) for k, v in m.items()}}
 
     def save(step, state, metrics=None, force=False):
       # Never checkpoint a state that has diverged: the loss of the last step
       # can still be finite when its update already was not.
       if window:
         _check_finite(np.asarray(jax.device_get([m['loss'] for m in window])),
-                      window_start + 1)
+                      window_start + 1, seeds)
       if not bool(_all_finite(state)):
         raise NonFiniteLossError(
             f'parameters became non-finite at step {step}; lower optimizer.lr, add '
@@ -330,40 +398,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     writer = MetricWriter(workdir, total_steps=num_steps, initial_step=start, quiet=quiet,
                           enabled=is_main)
+    seed_writers = [MetricWriter(d, total_steps=num_steps, initial_step=start, quiet=True,
+                                 enabled=is_main) for d in seed_dirs]
     if resume_note:
       writer.message(f'warning: {resume_note}')
-    n_params = count_params(dp.get_state(state).params)
+    n_params = count_params(dp.get_state(state).params) // num_seeds
     writer.message(f'{config.model.name} ({task.name}): {n_params:,} params; '
                    f'{data.num_train} train / {data.num_eval} eval examples; {num_steps} steps '
                    f'of {config.batch_size} on {dp.num_devices} device(s) ({config.parallel})' +
+                   (f'; seeds {seeds[0]}..{seeds[-1]} trained together' if num_seeds > 1
+                    else '') +
                    (f'; resumed at step {start}' if start else '') +
                    (f'; {init_note}' if init_note else ''))
     last_train: dict[str, float] = {}
+    seed_train: list[dict] = [{} for _ in seed_dirs]
     eval_metrics: dict[str, Any] = {}
+    seed_evals: list[dict] = []
     window: list[dict] = []
     window_start, t_window = start, time.perf_counter()
     compile_s = None
     sigterm = _SigtermFlag(sync_every=min(config.log_every, config.checkpoint_every or 10**9))
     try:
       for step in range(start, num_steps):
-        batch = dp.put_batch(train_data.batch(step), local=train_data.process_local)
-        state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
+        batch = dp.put_batch(train_data.batch(step), local=train_data.process_local, train=True)
+        state, metrics = train_step(state, batch, fold_key(step_key, step))
         window.append(metrics)
         done = step + 1
         if compile_s is None:  # the first call traces and compiles
           jax.block_until_ready(metrics)
           compile_s = time.perf_counter() - t_window
-          _check_finite(np.asarray([float(metrics['loss'])]), done)
+          _check_finite(np.asarray(metrics['loss']).reshape(1, -1), done, seeds)
           window_start, t_window, window = done, time.perf_counter(), []
         elif done % config.log_every == 0 or done == num_steps:
           stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *window))
           elapsed = time.perf_counter() - t_window
-          _check_finite(np.asarray(stacked['loss']), window_start + 1)
-          row = {k: float(np.mean(v)) for k, v in stacked.items() if k != 'lr'}
-          row['lr'] = float(stacked['lr'][-1])
-          row['img_per_sec'] = len(window) * config.batch_size / elapsed
-          row['epoch'] = done / train_data.steps_per_epoch
+          _check_finite(np.asarray(stacked['loss']), window_start + 1, seeds)
+          row, seed_rows = _train_rows(stacked, steps=len(window), batch_size=config.batch_size,
+                                       elapsed=elapsed, epoch=done / train_data.steps_per_epoch,
+                                       num_seeds=num_seeds)
           last_train = writer.write(done, 'train', row)
+          seed_train = [w.write(done, 'train', r) for w, r in zip(seed_writers, seed_rows)]
           writer.progress(done, loss=row['loss'], img_s=row['img_per_sec'],
                           **({task.progress: row[task.progress]} if task.progress in row
                              else {}))
@@ -374,8 +448,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         # file, and a resume rewrites exactly the rows after it.
         metrics_now = None
         if config.eval_every and done % config.eval_every == 0:
-          eval_metrics = metrics_now = writer.write(done, 'eval', run_eval(state))
-          writer.message(f'step {done}: eval {task.summary(eval_metrics)}')
+          seed_evals = run_eval(state)
+          eval_metrics, metrics_now = write_eval(done, seed_evals)
+          writer.message(f'step {done}: eval {task.summary(eval_metrics)}' +
+                         (f' (mean of {num_seeds} seeds)' if num_seeds > 1 else ''))
           t_window = time.perf_counter()  # keep eval time out of img/s
         stop = sigterm.stop_now(done)
         if ckpt.should_save(done) or stop or metrics_now is not None:
@@ -384,22 +460,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           ckpt.wait()
           raise Preempted(f'stopped by SIGTERM after step {done}; checkpoint saved in '
                           f'{workdir}; rerun the same command to resume.')
+      seed_evals = run_eval(state)
       if start < num_steps or ckpt.latest_step() != num_steps:
-        eval_metrics = writer.write(num_steps, 'eval', run_eval(state))
-        save(num_steps, state, metrics=eval_metrics, force=True)
+        eval_metrics, final_metrics = write_eval(num_steps, seed_evals)
+        save(num_steps, state, metrics=final_metrics, force=True)
       else:  # resumed a finished run: report its final evaluation again
-        eval_metrics = run_eval(state)
+        eval_metrics = mean_over_seeds(seed_evals)
       ckpt.wait()
     finally:
       sigterm.restore()
   finally:
     if writer is not None:
       writer.close()
+    for w in seed_writers:
+      w.close()
     ckpt.close()
   if is_main:
-    plot_metrics(workdir / 'metrics.jsonl', workdir / 'metrics.png',
-                 keys=('loss', task.progress, task.headline))
-  return {'steps': num_steps, 'train': last_train, 'eval': eval_metrics,
-          'summary': task.summary(eval_metrics), 'headline': task.headline,
-          'best_step': ckpt.best_step(), 'compile_s': compile_s or 0.0,
-          'num_params': n_params, 'resumed_from': start, 'state': dp.get_state(state)}
+    for d in [workdir, *seed_dirs]:
+      plot_metrics(d / 'metrics.jsonl', d / 'metrics.png',
+                   keys=('loss', task.progress, task.headline))
+  result = {'steps': num_steps, 'train': last_train, 'eval': eval_metrics,
+            'summary': task.summary(eval_metrics), 'headline': task.headline,
+            'best_step': ckpt.best_step(), 'compile_s': compile_s or 0.0,
+            'num_params': n_params, 'resumed_from': start, 'state': dp.get_state(state)}
+  if num_seeds > 1:  # 'state' holds every seed: leaves (num_seeds, ...)
+    result['seeds'] = [
+        {'seed': s, 'workdir': str(d), 'train': t, 'eval': e, 'summary': task.summary(e),
+         'best_step': ckpt.best_step(_seed_metric(task.headline, s))}
+        for s, d, t, e in zip(seeds, seed_dirs, seed_train, seed_evals)]
+  return result

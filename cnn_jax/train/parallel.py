@@ -73,18 +73,29 @@ class DataParallel:
   Args:
     mode: 'jit' or 'pmap'.
     devices: defaults to every device of every process.
+    num_seeds: K > 1: seeds trained together; the state and the train batch have a
+      leading seed axis (jit only, one process), and the batch is sharded along
+      its second axis, so each device holds every seed's slice of the batch.
   """
 
-  def __init__(self, mode: str = 'jit', devices=None):
+  def __init__(self, mode: str = 'jit', devices=None, num_seeds: int = 1):
     if mode not in MODES:
       raise ValueError(f'unknown parallel mode {mode!r}; choose one of {MODES}.')
+    if num_seeds > 1 and mode != 'jit':
+      raise ValueError(f'num_seeds={num_seeds} needs --config.parallel=jit.')
     self.mode = mode
+    self.num_seeds = num_seeds
     self.devices = list(devices) if devices is not None else jax.devices()
     self.mesh = Mesh(np.asarray(self.devices), (DATA_AXIS,))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+    self.train_sharding = (NamedSharding(self.mesh, P(None, DATA_AXIS)) if num_seeds > 1
+                           else self.batch_sharding)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
     self.local_devices = [d for d in self.devices if d.process_index == self.process_index]
+    if num_seeds > 1 and self.process_count > 1:
+      raise ValueError(f'num_seeds={num_seeds} runs in one process; start one run per seed '
+                       'group on each host instead.')
 
   @property
   def num_devices(self) -> int:
@@ -129,14 +140,16 @@ class DataParallel:
 
   # -- batches ----------------------------------------------------------------
 
-  def put_batch(self, batch: dict, local: bool = False) -> dict:
+  def put_batch(self, batch: dict, local: bool = False, train: bool = False) -> dict:
     """Places a batch for the step.
 
     ``batch`` is the global batch (the same on every process; each keeps only
     its own rows), or with ``local=True`` this process's rows already (a
     sharded stream). Under pmap the local rows are split into one slice per
-    local device.
+    local device. ``train``: a train batch, (K, B, ...) when seeds train together.
     """
+    if train and self.num_seeds > 1:
+      return jax.device_put(batch, self.train_sharding)
     rows = batch
     if self.process_count > 1 and not local:
       n = next(iter(batch.values())).shape[0] // self.process_count
@@ -156,7 +169,7 @@ class DataParallel:
     """``(state, batch, rng) -> (state, metrics)`` with metrics as scalars."""
     if self.mode == 'jit':
       return jax.jit(train_step, donate_argnums=0,
-                     in_shardings=(self.replicated, self.batch_sharding, self.replicated),
+                     in_shardings=(self.replicated, self.train_sharding, self.replicated),
                      out_shardings=(self.replicated, self.replicated))
     # Every process passes the same global device list (pmap's contract), so
     # the pmean spans all hosts; each process still feeds only its local shards.

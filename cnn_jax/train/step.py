@@ -170,9 +170,13 @@ def make_eval_step(model, task: Task, *, mean: Sequence[float], std: Sequence[fl
 
 def collect(eval_step: Callable, state: TrainState, batches) -> tuple[dict, dict]:
   """One pass of ``eval_step`` over ``batches``: summed ``sums`` and joined real ``rows``."""
+  return _accumulate(jax.device_get(eval_step(state, batch)) for batch in batches)
+
+
+def _accumulate(outs) -> tuple[dict, dict]:
+  """Host eval outputs of consecutive batches -> summed ``sums`` and joined real ``rows``."""
   sums, rows = None, []
-  for batch in batches:
-    out = jax.device_get(eval_step(state, batch))
+  for out in outs:
     s = jax.tree.map(_widen, out['sums'])
     sums = s if sums is None else jax.tree.map(np.add, sums, s)
     if out['rows']:
@@ -185,6 +189,17 @@ def collect(eval_step: Callable, state: TrainState, batches) -> tuple[dict, dict
 def evaluate(eval_step: Callable, state: TrainState, batches, task: Task) -> dict:
   """The task's named metrics (host floats) of one pass over ``batches``."""
   return task.eval_metrics(*collect(eval_step, state, batches))
+
+
+def evaluate_seeds(eval_step: Callable, state: TrainState, batches, task: Task,
+                   num_seeds: int) -> list[dict]:
+  """Each seed's metrics of one pass: ``eval_step`` is vmapped over the seeds of ``state``.
+
+  Its outputs carry a leading (num_seeds,) axis; every batch is run once for all seeds.
+  """
+  outs = [jax.device_get(eval_step(state, batch)) for batch in batches]
+  return [task.eval_metrics(*_accumulate(jax.tree.map(lambda x, k=k: x[k], out) for out in outs))
+          for k in range(num_seeds)]
 
 
 def _widen(x) -> np.ndarray:

@@ -43,6 +43,24 @@ def test_outputs(sweep):
     assert json.loads((sweep / name / 'result.json').read_text())['steps'] == 12
 
 
+def test_seeds_trained_together(tmp_path):
+  from experiments import sweep as sw
+  root = tmp_path / 'together'
+  assert ab.main(['run', '--sweep-dir', str(root), '--smoke', '--depths', '8', '--seeds', '2',
+                  '--num-seeds', '2']) == 0
+  assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+      'plain8_seeds0-1', 'residual8_seeds0-1']
+  rows = json.loads((root / 'results.json').read_text())
+  assert [(r['net'], r['seeds'], r['finished'], r['steps']) for r in rows] == [
+      ('plain', 2, 2, 12), ('residual', 2, 2, 12)]
+  seeds = [json.loads((root / 'residual8_seeds0-1' / 'seeds' / str(s) / 'result.json')
+                      .read_text()) for s in (0, 1)]
+  errors = [100 * (1 - r['eval_accuracy']) for r in seeds]
+  assert rows[1]['final_test_error_mean'] == pytest.approx(sum(errors) / 2)
+  general = sw.report(root, metric='accuracy')  # the general report reads the seed folders
+  assert [(r['model.kwargs.plain'], r['seeds']) for r in general] == [(True, 2), (False, 2)]
+
+
 def test_rerun_skips_finished_and_resumes_interrupted(sweep, tmp_path, capsys):
   sweep = pathlib.Path(shutil.copytree(sweep, tmp_path / 'sweep'))
   before = (sweep / 'plain8_seed0' / 'result.json').read_text()

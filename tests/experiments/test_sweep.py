@@ -47,6 +47,36 @@ def test_grid_expansion_order_and_names():
     sw.expand([axes[0], axes[0]], 1)
 
 
+def test_seeds_trained_together_are_grouped():
+  runs = sw.expand([('optimizer.lr', [0.1, 0.2])], seeds=3, num_seeds=2)
+  assert [(r['name'], r['group'], r['dir']) for r in runs] == [
+      ('lr0.1_seed0', 'lr0.1_seeds0-1', 'lr0.1_seeds0-1/seeds/0'),
+      ('lr0.1_seed1', 'lr0.1_seeds0-1', 'lr0.1_seeds0-1/seeds/1'),
+      ('lr0.2_seed0', 'lr0.2_seeds0-1', 'lr0.2_seeds0-1/seeds/0'),
+      ('lr0.2_seed1', 'lr0.2_seeds0-1', 'lr0.2_seeds0-1/seeds/1'),
+      ('lr0.1_seed2', 'lr0.1_seed2', 'lr0.1_seed2'),  # the rest: one seed, a plain run
+      ('lr0.2_seed2', 'lr0.2_seed2', 'lr0.2_seed2')]
+  assert [r['dir'] for r in sw.expand([('x', [1])], seeds=2)] == ['x1_seed0', 'x1_seed1']
+  with pytest.raises(ValueError, match='--num-seeds must be >= 1'):
+    sw.expand([], seeds=1, num_seeds=0)
+
+
+def test_sweep_with_seeds_trained_together(tmp_path):
+  root = tmp_path / 'together'
+  assert sw.main(['run', '--config=configs/synthetic_cnn.py', '--grid', 'optimizer.lr=0.1',
+                  '--seeds', '2', '--num-seeds', '2', *TINY, '--sweep-dir', str(root)]) == 0
+  group = root / 'lr0.1_seeds0-1'
+  seeds = [json.loads((group / 'seeds' / str(s) / 'result.json').read_text()) for s in (0, 1)]
+  assert [r['seed'] for r in seeds] == [0, 1]
+  assert seeds[0]['eval_loss'] != seeds[1]['eval_loss']  # two different runs
+  row = json.loads((root / 'report.json').read_text())['rows'][0]
+  assert (row['seeds'], row['finished'], row['steps']) == (2, 2, 4)
+  assert row['accuracy_mean'] == pytest.approx(
+      statistics.mean(r['eval_accuracy'] for r in seeds))
+  assert json.loads((group / 'result.json').read_text())['eval_accuracy'] == pytest.approx(
+      row['accuracy_mean'])
+
+
 def test_config_of_a_run():
   c = sw.make_config('configs/resnet_cifar.py:data=synthetic', [('optimizer.lr', 1)],
                      {'model.kwargs.shortcut': 'B', 'model.kwargs.depth': 32}, seed=3)

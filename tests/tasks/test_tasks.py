@@ -1,5 +1,6 @@
 """Every task through the one loop: short task_runs, best-by-headline, reports, data parallel."""
 
+import functools
 import json
 
 import jax
@@ -169,9 +170,10 @@ def test_pk_batch_balanced_pairs_one_shot():
 def test_metric_learning_sampler_is_pure_in_the_step():
   task = metric_learning.MetricLearning(tiny('face_verify'))
   train, ev = task.load_data()
-  sample = task.sampler(train)
+  sample = functools.partial(task.sampler(train), 0)
   assert np.array_equal(sample(5), sample(5)) and not np.array_equal(sample(5), sample(6))
   assert len(sample(0)) == 16 and len(np.unique(train.labels[sample(0)])) == 4
+  assert not np.array_equal(task.sampler(train)(1, 5), sample(5))  # each seed its own batches
   assert set(np.unique(ev.extras['group'])) == {0, 1}
   # Unseen identities: no eval image shares a label with training.
   assert ev.num_classes == 8 and train.num_classes == 8
