@@ -9,9 +9,13 @@ stride-1 shapes, the ``einsum`` program on the others, flagged by
 ``winograd_applies``) and achieved TFLOP/s (analytic FLOPs of the direct
 convolution: 2 x multiplies forward, 3 x that for forward+backward; for
 Winograd that is an "effective" rate, as it does 2.25x fewer multiplies).
+``--impls`` may add ``auto`` (per shape the impl that measured fastest,
+``cnn_jax.ops.conv_auto``); its first call, ``auto_compile_s``, includes that
+measurement unless the shape is already in the auto cache.
 
   python -m benchmarks.conv_impls                         # CPU-sized defaults
   python -m benchmarks.conv_impls --batch 128 --repeats 20 --dtypes float32,bfloat16  # GPU
+  python -m benchmarks.conv_impls --impls lax,einsum,einsum_shifted,winograd,auto
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,11 +52,13 @@ SHAPES = {
 
 # lax, and the from-scratch ones: 'einsum' (patches, one contraction),
 # 'einsum_shifted' (one contraction per kernel tap, summed; no patch tensor) and
-# 'winograd' (F(2x2, 3x3) where it applies, else the 'einsum' program).
+# 'winograd' (F(2x2, 3x3) where it applies, else the 'einsum' program); the
+# default. ``--impls`` may also name 'auto' (conv.IMPL_CHOICES).
 CANDIDATES = conv.IMPLS
 
 
-def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, dtype):
+def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, dtype,
+              impls: Sequence[str]):
   kx, kw, kc = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (batch, hw, hw, c_in), dtype)
   w = jax.random.normal(kw, (k, k, c_in, c_out), dtype) * (k * k * c_in) ** -0.5
@@ -59,7 +66,7 @@ def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, d
   ct = jax.random.normal(kc, (batch, -(-hw // stride), -(-hw // stride), c_out), dtype)
 
   progs = {}
-  for impl in CANDIDATES:
+  for impl in impls:
     f = functools.partial(conv.conv2d, stride=stride, padding='SAME', impl=impl)
     fwd = jax.jit(f)
     fwd_bwd = jax.jit(lambda x, w, ct, f=f: jax.vjp(f, x, w)[1](ct))
@@ -68,34 +75,45 @@ def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, d
   return progs
 
 
-def run(args) -> dict:
+def shape_rows(shape: tuple, dtype_name: str, batch: int, repeats: int,
+               impls: Sequence[str] = CANDIDATES) -> list[dict]:
+  """The 'fwd' and 'fwd+bwd' rows of one ``SHAPES`` entry: every impl timed side by side.
+
+  'lax' is always timed, first: every other impl's ratio divides by it.
+  """
+  impls = ('lax',) + tuple(i for i in impls if i != 'lax')
+  name, hw, c_in, c_out, k, stride = shape
+  c = cost.conv_cost((hw, hw, c_in), c_out, k, stride=stride, padding='SAME', bias=False)
+  fwd_flops = 2 * c.multiplies * batch
+  progs = _programs(batch, hw, c_in, c_out, k, stride, jnp.dtype(dtype_name), impls)
   rows = []
-  names = [s for group in args.shapes.split(',') for s in SHAPES[group]]
-  for dtype_name in args.dtypes.split(','):
-    dtype = jnp.dtype(dtype_name)
-    for name, hw, c_in, c_out, k, stride in names:
-      c = cost.conv_cost((hw, hw, c_in), c_out, k, stride=stride, padding='SAME', bias=False)
-      fwd_flops = 2 * c.multiplies * args.batch
-      progs = _programs(args.batch, hw, c_in, c_out, k, stride, dtype)
-      for mode, flops in (('fwd', fwd_flops), ('fwd+bwd', 3 * fwd_flops)):
-        t = timer.time_interleaved({impl: progs[(mode, impl)] for impl in CANDIDATES},
-                                   repeats=args.repeats, warmup=2)
-        row = dict(shape=name, dtype=dtype_name, mode=mode, batch=args.batch,
-                   input=[args.batch, hw, hw, c_in], kernel=[k, k, c_in, c_out], stride=stride,
-                   winograd_applies=conv.winograd_applies((k, k), stride),
-                   **{f'ratio_{impl}_over_lax': t[impl]['median_s'] / t['lax']['median_s']
-                      for impl in CANDIDATES[1:]})
-        for impl in CANDIDATES:
-          row[f'{impl}_ms'] = 1e3 * t[impl]['median_s']
-          row[f'{impl}_tflops'] = flops / t[impl]['median_s'] / 1e12
-          row[f'{impl}_compile_s'] = t[impl]['compile_s']
-        rows.append(row)
-        wino = 'F(2,3)' if row['winograd_applies'] else 'einsum'
-        print(f"{name:20s} {dtype_name:9s} {mode:8s} [winograd={wino}] " + '  '.join(
-            f"{impl} {row[f'{impl}_ms']:8.3f} ms ({row[f'{impl}_tflops']:.3f} TF/s)"
-            for impl in CANDIDATES) + '  ' + '  '.join(
-            f"{impl}/lax {row[f'ratio_{impl}_over_lax']:5.2f}" for impl in CANDIDATES[1:]),
-            flush=True)
+  for mode, flops in (('fwd', fwd_flops), ('fwd+bwd', 3 * fwd_flops)):
+    t = timer.time_interleaved({impl: progs[(mode, impl)] for impl in impls},
+                               repeats=repeats, warmup=2)
+    row = dict(shape=name, dtype=dtype_name, mode=mode, batch=batch,
+               input=[batch, hw, hw, c_in], kernel=[k, k, c_in, c_out], stride=stride,
+               winograd_applies=conv.winograd_applies((k, k), stride),
+               **{f'ratio_{impl}_over_lax': t[impl]['median_s'] / t['lax']['median_s']
+                  for impl in impls[1:]})
+    for impl in impls:
+      row[f'{impl}_ms'] = 1e3 * t[impl]['median_s']
+      row[f'{impl}_tflops'] = flops / t[impl]['median_s'] / 1e12
+      row[f'{impl}_compile_s'] = t[impl]['compile_s']
+    rows.append(row)
+    wino = 'F(2,3)' if row['winograd_applies'] else 'einsum'
+    print(f"{name:20s} {dtype_name:9s} {mode:8s} [winograd={wino}] " + '  '.join(
+        f"{impl} {row[f'{impl}_ms']:8.3f} ms ({row[f'{impl}_tflops']:.3f} TF/s)"
+        for impl in impls) + '  ' + '  '.join(
+        f"{impl}/lax {row[f'ratio_{impl}_over_lax']:5.2f}" for impl in impls[1:]),
+        flush=True)
+  return rows
+
+
+def run(args) -> dict:
+  impls = args.impls.split(',')
+  rows = [row for dtype_name in args.dtypes.split(',')
+          for group in args.shapes.split(',') for shape in SHAPES[group]
+          for row in shape_rows(shape, dtype_name, args.batch, args.repeats, impls)]
   return {'benchmark': 'conv_impls', 'environment': timer.environment(), 'rows': rows}
 
 
@@ -104,8 +122,11 @@ def main(argv=None) -> int:
   on_cpu = timer.add_common_args(p, 'conv_impls', cpu_repeats=5)
   p.add_argument('--batch', type=int, default=8 if on_cpu else 128)
   p.add_argument('--shapes', default='resnet20,resnet50', help='comma list of ' + ','.join(SHAPES))
+  p.add_argument('--impls', default=','.join(CANDIDATES),
+                 help='comma list of ' + ','.join(conv.IMPL_CHOICES) + " ('lax' is always timed)")
   args = p.parse_args(argv)
   timer.choose(p, args.shapes, SHAPES, 'shape group(s)')
+  timer.choose(p, args.impls, conv.IMPL_CHOICES, 'impl(s)')
   return timer.run_and_write(run, args)
 
 

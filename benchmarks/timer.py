@@ -7,6 +7,7 @@ and compared by the ratio of their medians, never against a fixed threshold.
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import pathlib
 import platform
@@ -49,6 +50,13 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int,
   return out
 
 
+def _version(package: str) -> str:
+  try:  # the installed version, without importing the package (torch takes seconds)
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return 'not installed'
+
+
 def environment() -> dict[str, str]:
   """What a reader needs to compare numbers: device, versions, date."""
   dev = jax.devices()[0]
@@ -57,9 +65,19 @@ def environment() -> dict[str, str]:
       'platform': dev.platform,
       'device_count': str(jax.device_count()),
       'host': platform.processor() or platform.machine(),
+      'python': platform.python_version(),
       'jax': jax.__version__,
+      'jaxlib': _version('jaxlib'),
+      'flax': _version('flax'),
+      'torch': _version('torch'),
       'date': datetime.date.today().isoformat(),
   }
+
+
+def one_line(e: BaseException) -> str:
+  """``'TypeName: first line of the message'``, short enough for a JSON field or a table."""
+  lines = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def write_json(path: str | pathlib.Path, payload: dict) -> pathlib.Path:

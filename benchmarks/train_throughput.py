@@ -9,11 +9,16 @@ Candidates, timed interleaved in one process (``benchmarks/timer.py``):
   user writes it from the flax examples (``nn.Conv``, ``nn.BatchNorm``,
   ``optax.sgd``, ``optax.softmax_cross_entropy``; float input, no augmentation),
   defined in this file.
-* ``torch`` (``--torch``, when PyTorch is installed): the same ResNet in
-  PyTorch, channels_last, AMP for bf16, ``torch.compile`` (on the GPU image).
+* ``torch`` (``--torch``, when PyTorch is installed): the same network in
+  PyTorch (the CIFAR ResNets written here, ResNet-50 from torchvision),
+  channels_last, AMP for bf16, ``torch.compile`` and cuDNN autotuning on CUDA.
+  A torch failure (not installed, a compile error) is recorded in the row as
+  ``torch_error`` and the JAX candidates are still timed.
 
 TFLOP/s come from XLA's cost analysis of the compiled step; MFU divides them by
-a matmul peak measured on the same device in the same run.
+a matmul peak measured on the same device in the same run (the row's own
+dtype's, and bf16's when measured: the chip's headline rate). torch's TFLOP/s
+count the same network's FLOPs per image.
 
   python -m benchmarks.train_throughput                        # CPU: ResNet-20, batch 128
   python -m benchmarks.train_throughput --models resnet20,resnet56,resnet50 \
@@ -25,6 +30,8 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -45,7 +52,7 @@ from cnn_jax.train.state import create_train_state
 from cnn_jax.train.step import make_train_step
 
 MODELS = {  # name -> (registry name, kwargs, image side, baseline depth or None)
-    'resnet8': ('cifar_resnet', {'depth': 8}, 32, 8),  # smoke-test size
+    'resnet8': ('cifar_resnet', {'depth': 8}, 32, 8),  # the smallest: smoke runs
     'resnet20': ('cifar_resnet', {'depth': 20}, 32, 20),
     'resnet56': ('cifar_resnet', {'depth': 56}, 32, 56),
     'resnet50': ('resnet50', {}, 224, None),
@@ -156,17 +163,17 @@ def project_step_fn(name: str, batch: int, dtype_name: str, num_seeds: int = 1,
       'image': jnp.asarray(rng.integers(0, 256, (*lead, side, side, 3), np.uint8)),
       'label': jnp.asarray(rng.integers(0, 10, lead), jnp.int32)}, train=True)
   key = jax.random.key(1) if num_seeds == 1 else jax.random.split(jax.random.key(1), num_seeds)
-  return state, lambda s: step(s, batch_arrays, key), (train_step, batch_arrays, key)
+  # The jitted step itself (not train_step): lowering it for XLA's FLOP count
+  # compiles the very program the calls then reuse, not a second one.
+  return state, lambda s: step(s, batch_arrays, key), (step, batch_arrays, key)
 
 
 # ----------------------------------------------------------------------------- torch
 
-def torch_step_fn(depth: int, batch: int, dtype_name: str):
-  """The same CIFAR ResNet in PyTorch (channels_last, AMP, torch.compile on GPU)."""
-  import torch
+def _torch_cifar_resnet(depth: int):
+  """He et al.'s CIFAR ResNet-n in PyTorch (option A shortcut, as the flax baseline)."""
   import torch.nn as tnn
   import torch.nn.functional as F
-  device = 'cuda' if torch.cuda.is_available() else 'cpu'
 
   class Block(tnn.Module):
     def __init__(self, c_in, c_out, stride):
@@ -191,11 +198,32 @@ def torch_step_fn(depth: int, batch: int, dtype_name: str):
       layers.append(Block(c_in, c, 2 if i > 0 and j == 0 else 1))
       c_in = c
   layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, 10)]
-  model = tnn.Sequential(*layers).to(device, memory_format=torch.channels_last)
+  return tnn.Sequential(*layers)
+
+
+def torch_step_fn(name: str, batch: int, dtype_name: str):
+  """``(None, step)``: the same network in PyTorch, as a tuned PyTorch user runs it.
+
+  channels_last, AMP (bf16 autocast) for bfloat16, and on CUDA ``torch.compile``
+  and ``cudnn.benchmark`` (cuDNN's autotuning, the counterpart of XLA's). The
+  CIFAR ResNets are written here; ResNet-50 is torchvision's (v1.5, as the zoo's).
+  """
+  import torch
+  import torch.nn.functional as F
+  _, _, side, depth = MODELS[name]
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  if depth is None:
+    import torchvision
+    net, classes = torchvision.models.resnet50(), 1000
+  else:
+    net, classes = _torch_cifar_resnet(depth), 10
+  model = net.to(device, memory_format=torch.channels_last)
   opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+  if device == 'cuda':
+    torch.backends.cudnn.benchmark = True
   compiled = torch.compile(model) if device == 'cuda' else model
-  x = torch.randn(batch, 3, 32, 32, device=device).to(memory_format=torch.channels_last)
-  y = torch.randint(0, 10, (batch,), device=device)
+  x = torch.randn(batch, 3, side, side, device=device).to(memory_format=torch.channels_last)
+  y = torch.randint(0, classes, (batch,), device=device)
   amp = dtype_name == 'bfloat16'
 
   def step(_):
@@ -237,47 +265,81 @@ class _Stateful:
     return out
 
 
-def run(args) -> dict:
-  rows = []
-  peaks = {d: matmul_peak_tflops(d, args.matmul_n, args.repeats) for d in args.dtypes.split(',')}
+def _first_call(make) -> tuple[_Stateful, float]:
+  """Builds a candidate and makes its first (compiling) call: ``(candidate, seconds)``."""
+  t0 = time.perf_counter()
+  cand = _Stateful(*make())
+  timer.block(cand())
+  return cand, time.perf_counter() - t0
+
+
+def throughput_row(name: str, batch: int, dtype_name: str, peaks: Mapping[str, float], *,
+                   repeats: int, baseline: bool = True, with_torch: bool = False) -> dict:
+  """One (model, batch, dtype) row: img/s of each candidate side by side, TFLOP/s, MFU.
+
+  ``peaks`` maps dtype names to matmul TFLOP/s measured on this device
+  (``matmul_peak_tflops``); the row's dtype must be among them. ``baseline``
+  adds the flax-examples ResNet (CIFAR models only); ``with_torch`` adds
+  PyTorch, whose failure is recorded as ``torch_error`` rather than raised.
+  Each ``*_compile_s`` is the candidate's first call (for cnn_jax, its
+  ahead-of-time compilation for XLA's FLOP count).
+  """
+  _, _, _, base_depth = MODELS[name]
+  state, fn, (step, arrays, key) = project_step_fn(name, batch, dtype_name)
+  t0 = time.perf_counter()
+  flops = xla_flops(step, state, arrays, key) or float('nan')  # before donation
+  first_call = {'cnn_jax': time.perf_counter() - t0}
+  candidates = {'cnn_jax': _Stateful(state, fn)}
+  if baseline and base_depth is not None:
+    dtype = compute_dtype(dtype_name) or jnp.float32
+    candidates['flax_baseline'] = _Stateful(*baseline_step_fn(base_depth, batch, dtype))
+  row = {'model': name, 'batch': batch, 'dtype': dtype_name, 'step_gflops': flops / 1e9,
+         'matmul_peak_tflops': peaks[dtype_name]}
+  if with_torch:
+    try:
+      candidates['torch'], first_call['torch'] = _first_call(
+          lambda: torch_step_fn(name, batch, dtype_name))
+    except Exception as e:  # noqa: BLE001 -- not installed, compile error, OOM: JAX still runs
+      row['torch_error'] = timer.one_line(e)
+      print(f'{name} b{batch} {dtype_name}: torch skipped ({row["torch_error"]})', flush=True)
+  t = timer.time_interleaved(candidates, repeats=repeats, warmup=2)
+  for cand, r in t.items():
+    row[f'{cand}_img_s'] = batch / r['median_s']
+    row[f'{cand}_best_img_s'] = batch / r['min_s']  # the least disturbed repeat
+    row[f'{cand}_compile_s'] = first_call.get(cand, 0.0) + r['compile_s']
+    # Same network, same FLOPs per image (XLA's count of the cnn_jax step).
+    row[f'{cand}_tflops'] = flops / batch * row[f'{cand}_img_s'] / 1e12
+    row[f'{cand}_mfu'] = row[f'{cand}_tflops'] / peaks[dtype_name]
+    if 'bfloat16' in peaks:
+      row[f'{cand}_mfu_vs_bf16'] = row[f'{cand}_tflops'] / peaks['bfloat16']
+  line = (f"{name:9s} b{batch:<4d} {dtype_name:8s} cnn_jax {row['cnn_jax_img_s']:9.1f} "
+          f"img/s ({row['cnn_jax_tflops']:.3f} TF/s, MFU {100 * row['cnn_jax_mfu']:.1f}%)")
+  for cand in t:
+    if cand != 'cnn_jax':
+      row[f'ratio_cnn_jax_over_{cand}'] = row['cnn_jax_img_s'] / row[f'{cand}_img_s']
+      row[f'best_ratio_cnn_jax_over_{cand}'] = (row['cnn_jax_best_img_s'] /
+                                                row[f'{cand}_best_img_s'])
+      line += (f"  {cand} {row[f'{cand}_img_s']:9.1f} img/s (ratio "
+               f"{row[f'ratio_cnn_jax_over_{cand}']:.3f}, of best repeats "
+               f"{row[f'best_ratio_cnn_jax_over_{cand}']:.3f})")
+  print(line, flush=True)
+  return row
+
+
+def measure_peaks(dtypes, n: int, repeats: int) -> dict[str, float]:
+  """``{dtype: matmul TFLOP/s}`` on this device, printed as measured."""
+  peaks = {d: matmul_peak_tflops(d, n, repeats) for d in dtypes}
   for d, p in peaks.items():
-    print(f'matmul peak {d}: {p:.3f} TFLOP/s ({args.matmul_n}^3)', flush=True)
-  for name in args.models.split(','):
-    _, _, _, base_depth = MODELS[name]
-    for batch in (int(b) for b in args.batches.split(',')):
-      for dtype_name in args.dtypes.split(','):
-        state, fn, (step, arrays, key) = project_step_fn(name, batch, dtype_name)
-        flops = xla_flops(step, state, arrays, key) or float('nan')  # before donation
-        candidates = {'cnn_jax': _Stateful(state, fn)}
-        if base_depth is not None:
-          dtype = compute_dtype(dtype_name) or jnp.float32
-          candidates['flax_baseline'] = _Stateful(*baseline_step_fn(base_depth, batch, dtype))
-          if args.torch:
-            try:
-              candidates['torch'] = _Stateful(*torch_step_fn(base_depth, batch, dtype_name))
-            except ImportError:
-              print('torch is not installed: skipped', flush=True)
-        t = timer.time_interleaved(candidates, repeats=args.repeats, warmup=2)
-        row = {'model': name, 'batch': batch, 'dtype': dtype_name,
-               'step_gflops': flops / 1e9, 'matmul_peak_tflops': peaks[dtype_name]}
-        for cand, r in t.items():
-          row[f'{cand}_img_s'] = batch / r['median_s']
-          row[f'{cand}_best_img_s'] = batch / r['min_s']  # the least disturbed repeat
-          row[f'{cand}_compile_s'] = r['compile_s']
-        row['cnn_jax_tflops'] = flops / t['cnn_jax']['median_s'] / 1e12
-        row['cnn_jax_mfu'] = row['cnn_jax_tflops'] / peaks[dtype_name]
-        line = (f"{name:9s} b{batch:<4d} {dtype_name:8s} cnn_jax {row['cnn_jax_img_s']:9.1f} "
-                f"img/s ({row['cnn_jax_tflops']:.3f} TF/s, MFU {100 * row['cnn_jax_mfu']:.1f}%)")
-        for cand in t:
-          if cand != 'cnn_jax':
-            row[f'ratio_cnn_jax_over_{cand}'] = row['cnn_jax_img_s'] / row[f'{cand}_img_s']
-            row[f'best_ratio_cnn_jax_over_{cand}'] = (row['cnn_jax_best_img_s'] /
-                                                      row[f'{cand}_best_img_s'])
-            line += (f"  {cand} {row[f'{cand}_img_s']:9.1f} img/s (ratio "
-                     f"{row[f'ratio_cnn_jax_over_{cand}']:.3f}, of best repeats "
-                     f"{row[f'best_ratio_cnn_jax_over_{cand}']:.3f})")
-        print(line, flush=True)
-        rows.append(row)
+    print(f'matmul peak {d}: {p:.3f} TFLOP/s ({n}^3)', flush=True)
+  return peaks
+
+
+def run(args) -> dict:
+  peaks = measure_peaks(args.dtypes.split(','), args.matmul_n, args.repeats)
+  rows = [throughput_row(name, int(batch), dtype_name, peaks, repeats=args.repeats,
+                         with_torch=args.torch)
+          for name in args.models.split(',') for batch in args.batches.split(',')
+          for dtype_name in args.dtypes.split(',')]
   return {'benchmark': 'train_throughput', 'environment': timer.environment(), 'rows': rows}
 
 

@@ -287,9 +287,12 @@ def xla_flops(fn: Callable, *args: Any) -> float | None:
   """FLOPs of ``jit(fn)(*args)`` from XLA's cost analysis (None if unavailable).
 
   XLA counts a multiply-add as 2 FLOPs and also counts elementwise work, so
-  for a conv net the result is a bit above ``2 * count_multiplies(...)``.
+  for a conv net the result is a bit above ``2 * count_multiplies(...)``. A
+  function already jitted is lowered as it is, so its shardings and donation
+  are kept and the program compiled here is the one its calls then reuse.
   """
-  compiled = jax.jit(fn).lower(*args).compile()
+  jitted = fn if hasattr(fn, 'lower') else jax.jit(fn)
+  compiled = jitted.lower(*args).compile()
   analysis = compiled.cost_analysis()
   if isinstance(analysis, (list, tuple)):  # older jax returns one dict per device
     analysis = analysis[0] if analysis else None

@@ -71,14 +71,24 @@ def _write_entry(path: pathlib.Path, key: str, entry: dict) -> None:
   os.replace(tmp, path)
 
 
+def _device() -> str:
+  """``backend/device kind``, the first field of every key."""
+  dev = jax.devices()[0]
+  return f'{jax.default_backend()}/{getattr(dev, "device_kind", dev.platform)}'.replace(' ', '')
+
+
 def cache_key(op: str, x_shape: Sequence[int], w_shape: Sequence[int], dtype, **geometry) -> str:
   """``backend/device|op|x=..|w=..|dtype|name=value...``: what a choice depends on."""
-  dev = jax.devices()[0]
-  parts = [f'{jax.default_backend()}/{getattr(dev, "device_kind", dev.platform)}', op,
-           'x=' + 'x'.join(map(str, x_shape)), 'w=' + 'x'.join(map(str, w_shape)),
-           np.dtype(dtype).name]
+  parts = [_device(), op, 'x=' + 'x'.join(map(str, x_shape)),
+           'w=' + 'x'.join(map(str, w_shape)), np.dtype(dtype).name]
   parts += [f'{k}={v}' for k, v in sorted(geometry.items())]
   return '|'.join(parts).replace(' ', '')
+
+
+def device_entries(path: pathlib.Path | None = None) -> dict:
+  """The cache's entries for this backend and device kind (choices with their timings)."""
+  prefix = _device() + '|'
+  return {k: v for k, v in read_cache(path).items() if k.startswith(prefix)}
 
 
 def _random(shape, dtype, seed):
