@@ -140,6 +140,14 @@ def parse_axis(spec: str) -> tuple[str, list[Any]]:
   return key, [parse_value(v) for v in split_top(values)]
 
 
+def parse_set(item: str) -> tuple[str, Any]:
+  """``--set`` ``'dtype=bfloat16'`` -> ``('dtype', 'bfloat16')``: one key, one value."""
+  key, values = parse_axis(item)
+  if len(values) != 1:
+    raise ValueError(f'--set {item!r} takes one value (a tuple in parentheses).')
+  return key, values[0]
+
+
 def set_value(config: Any, key: str, value: Any) -> None:
   """Sets dotted ``key`` of ``config`` to ``value``, refusing unknown keys and wrong types."""
   error = unknown_key_error(config, key)
@@ -478,12 +486,7 @@ def main(argv=None) -> int:
     if args.seeds < 1:
       raise ValueError(f'--seeds must be >= 1, got {args.seeds}.')
     axes = [parse_axis(a) for a in args.grid]
-    sets = []
-    for item in args.set:
-      key, values = parse_axis(item)
-      if len(values) != 1:
-        raise ValueError(f'--set {item!r} takes one value (a tuple in parentheses).')
-      sets.append((key, values[0]))
+    sets = [parse_set(item) for item in args.set]
     root = pathlib.Path(args.sweep_dir)
     run_grid(args.config, axes, args.seeds, root, sets, num_seeds=args.num_seeds,
              quiet=not args.verbose)

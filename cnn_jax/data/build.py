@@ -98,6 +98,11 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
                               skip_corrupt=data.skip_corrupt)
   if data.name == 'image_folder':
     from cnn_jax.data.image_folder import load_image_folder
+    from cnn_jax.data.packed import is_pack, load_packed
+    if is_pack(data.root):  # one file of encoded images (python -m cnn_jax.data.packed pack)
+      return load_packed(data.root, split, image_size=data.image_size or None,
+                         channels=data.channels, skip_corrupt=data.skip_corrupt,
+                         num_workers=data.num_workers or None)
     return load_image_folder(data.root, split, image_size=data.image_size or None,
                              channels=data.channels, cache_dir=data.cache_dir or None,
                              skip_corrupt=data.skip_corrupt, num_workers=data.num_workers or None)
@@ -140,6 +145,10 @@ def _ann_file(data: Any, split: str) -> str:
 def open_stream_source(data: Any, split: str):
   """A random-access source for streaming ``split`` (``config.data.streaming``)."""
   from cnn_jax.data import stream
+  from cnn_jax.data.packed import is_pack
+  if data.name == 'image_folder' and is_pack(data.root):
+    raise ValueError(f'data.streaming reads image folders, not the pack file {data.root}; set '
+                     '--config.data.streaming=False (a pack is decoded into memory).')
   if data.name == 'image_folder':
     return stream.ImageFolderSource(data.root, split, data.image_size or None,
                                     data.channels, skip_corrupt=data.skip_corrupt)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import concurrent.futures
 import glob
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -136,6 +137,20 @@ def list_image_folder(root: str | os.PathLike, split: str, *,
   return files, np.asarray(labels, np.int32), names
 
 
+def write_image_folder(ds: ArrayDataset, root: str | os.PathLike, split: str, *,
+                       ext: str = '.jpg', quality: int = 90) -> Path:
+  """Writes ``ds`` as ``root/<split>/<class>/<index><ext>`` (the layout read here); returns root.
+
+  For small generated folders (tests, smoke runs). ``quality`` applies to JPEG.
+  """
+  root = Path(root).expanduser()
+  for i, (image, label) in enumerate(zip(ds.images, ds.labels)):
+    path = root / split / ds.class_names[int(label)] / f'{i:05d}{ext}'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path, quality=quality)
+  return root
+
+
 # --------------------------------------------------------------------------- decoding
 
 class CorruptImageError(ValueError):
@@ -216,8 +231,12 @@ _warned_truncated = False
 
 
 def decode_image(path: str | os.PathLike, image_size: ImageSize = None,
-                 channels: int = 3) -> np.ndarray:
+                 channels: int = 3, *, data: bytes | None = None) -> np.ndarray:
   """Decodes one file to (H, W, channels) uint8 (see :func:`convert_image`).
+
+  ``data``: the file's encoded bytes (e.g. from a pack file,
+  :mod:`cnn_jax.data.packed`), decoded instead of reading ``path``, which then
+  only names the image in errors.
 
   Raises:
     CorruptImageError: Pillow cannot open it or it is truncated.
@@ -230,7 +249,7 @@ def decode_image(path: str | os.PathLike, image_size: ImageSize = None,
     warnings.warn('PIL.ImageFile.LOAD_TRUNCATED_IMAGES is enabled (by some other code), so '
                   'truncated images cannot be detected; set it back to False.', stacklevel=2)
   try:
-    with Image.open(path) as img:
+    with Image.open(path if data is None else io.BytesIO(data)) as img:
       img.load()  # Image.open only reads the header; load() finds truncation.
       return convert_image(img, image_size, channels)
   except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
@@ -239,17 +258,20 @@ def decode_image(path: str | os.PathLike, image_size: ImageSize = None,
     raise CorruptImageError(f'{path}: {type(e).__name__}: {e}') from e
 
 
-def _decode_or_error(args: tuple[str, ImageSize, int]) -> np.ndarray | str:
+_Job = tuple[str, ImageSize, int, Union[bytes, None]]  # (path or name, size, channels, bytes)
+
+
+def _decode_or_error(args: _Job) -> np.ndarray | str:
   # Errors travel back as strings: a clear message, and nothing unpicklable
   # crosses the process boundary.
-  path, image_size, channels = args
+  path, image_size, channels, data = args
   try:
-    return decode_image(path, image_size, channels)
+    return decode_image(path, image_size, channels, data=data)
   except CorruptImageError as e:
     return str(e)
 
 
-def _decode_chunk(chunk: list[tuple[str, ImageSize, int]]) -> list[np.ndarray | str]:
+def _decode_chunk(chunk: list[_Job]) -> list[np.ndarray | str]:
   return [_decode_or_error(a) for a in chunk]
 
 
@@ -264,10 +286,15 @@ def _default_workers() -> int:
   return min(cpus, 16) if cpus > 2 else 0
 
 
-def _decode_all(files: list[Path], image_size: ImageSize, channels: int,
-                num_workers: int | None):
-  """Yields (index, array or error string) in file order."""
-  jobs = [(str(f), image_size, channels) for f in files]
+def _decode_all(files: Sequence[Path | str], image_size: ImageSize, channels: int,
+                num_workers: int | None, data: Sequence[bytes] | None = None):
+  """Yields (index, array or error string) in file order.
+
+  ``data``: the files' encoded bytes, aligned with ``files`` (which then only
+  name them), instead of reading the files.
+  """
+  jobs = [(str(f), image_size, channels, None if data is None else data[i])
+          for i, f in enumerate(files)]
   workers = _default_workers() if num_workers is None else num_workers
   workers = min(workers, len(jobs) // 64)  # a few dozen files are not worth a pool
   index = 0
@@ -330,20 +357,27 @@ def _read_cache(path: Path):
     return None
 
 
-def _write_cache(path: Path, prefix: str, images: np.ndarray, labels: np.ndarray,
-                 class_names: tuple[str, ...], skipped: list[str]) -> None:
+def save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
+  """``np.savez(path, **arrays)`` (uncompressed), never leaving a half-written file."""
   path.parent.mkdir(parents=True, exist_ok=True)
   # Write beside the target then rename: os.replace is atomic, so a crash (or
-  # a concurrent run) never exposes a half-written cache.
+  # a concurrent run) never exposes a half-written file.
   fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.tmp', dir=path.parent)
   try:
     with os.fdopen(fd, 'wb') as f:
-      np.savez(f, images=images, labels=labels, class_names=np.asarray(class_names, dtype=str),
-               skipped=np.asarray(skipped, dtype=str))
+      np.savez(f, **arrays)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep a pack file from other users
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
     raise
+
+
+def _write_cache(path: Path, prefix: str, images: np.ndarray, labels: np.ndarray,
+                 class_names: tuple[str, ...], skipped: list[str]) -> None:
+  save_npz_atomically(path, images=images, labels=labels,
+                      class_names=np.asarray(class_names, dtype=str),
+                      skipped=np.asarray(skipped, dtype=str))
   # Caches of older versions of this folder can never be hit again.
   for old in path.parent.glob(f'{glob.escape(prefix)}-*.npz'):
     if old != path:
@@ -458,9 +492,11 @@ def load_image_folder(root: str | os.PathLike, split: str = 'train', *,
   return ArrayDataset(images, labels, names)
 
 
-def _decode_into_array(files: list[Path], hw: tuple[int, int] | None, channels: int,
-                       skip_corrupt: bool, num_workers: int | None):
-  """Decodes all files into one preallocated (N, H, W, C) array.
+def _decode_into_array(files: Sequence[Path | str], hw: tuple[int, int] | None, channels: int,
+                       skip_corrupt: bool, num_workers: int | None,
+                       data: Sequence[bytes] | None = None):
+  """Decodes all files (or their bytes ``data``, see :func:`_decode_all`) into one
+  preallocated (N, H, W, C) array.
 
   Returns ``(images, keep (N,) bool, skipped messages)``; ``images`` holds only
   the kept files.
@@ -469,7 +505,7 @@ def _decode_into_array(files: list[Path], hw: tuple[int, int] | None, channels: 
   keep = np.zeros(len(files), bool)
   skipped: list[str] = []
   first_file = None
-  for i, result in _decode_all(files, hw, channels, num_workers):
+  for i, result in _decode_all(files, hw, channels, num_workers, data):
     if isinstance(result, str):
       if not skip_corrupt:
         raise _corrupt_error(result)

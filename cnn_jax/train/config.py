@@ -281,7 +281,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                        '--config.num_seeds=1 (and run seeds apart) or drop that option.')
   if config.data.name == 'image_folder' and not config.data.root:
     raise ValueError('data.name=image_folder needs data.root=DIR (a folder with '
-                     '<split>/<class>/ images), e.g. --config.data.root=/path/to/cifar10-jpeg.')
+                     '<split>/<class>/ images, or a pack file of one), e.g. '
+                     '--config.data.root=/path/to/cifar10-jpeg.')
   if config.data.name == 'text_folder' and not config.data.root:
     raise ValueError('data.name=text_folder needs data.root=DIR (a folder with '
                      '<split>/<class>/*.txt, e.g. aclImdb), e.g. '

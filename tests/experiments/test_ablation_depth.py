@@ -129,3 +129,40 @@ def test_resnet110_warmup_and_holdout_options():
       [0.01, 0.01, 0.1, 0.1, 0.01, 0.001])
   assert ab.make_config(ab.Sweep(data='folder', data_root='/d'), 'residual', 56,
                         0).schedule.warmup_steps == 0
+
+
+def test_only_trains_those_cells_and_set_changes_every_run(tmp_path, monkeypatch):
+  trained = []
+  monkeypatch.setattr(ab, 'run_or_skip', lambda config, workdir, meta, quiet: trained.append(
+      (workdir.name, config.optimizer.lr, config.dtype)))
+  assert ab.main(['run', '--sweep-dir', str(tmp_path), '--smoke', '--depths', '8,14',
+                  '--only', 'residual14,plain8', '--set', 'optimizer.lr=0.05',
+                  '--set', 'dtype=bfloat16']) == 0
+  assert trained == [('plain8_seed0', 0.05, 'bfloat16'), ('residual14_seed0', 0.05, 'bfloat16'),
+                     ('plain8_seed1', 0.05, 'bfloat16'), ('residual14_seed1', 0.05, 'bfloat16')]
+  assert not (tmp_path / 'sweep.json').exists()  # a part: its launcher writes sweep and report
+  with pytest.raises(SystemExit):
+    ab.main(['run', '--sweep-dir', str(tmp_path), '--smoke', '--only', 'plain20'])
+  assert ab.main(['run', '--sweep-dir', str(tmp_path), '--smoke', '--set', 'nope=1']) == 2
+
+
+def test_sigterm_stop_is_exit_143(tmp_path, monkeypatch, capsys):
+  def preempted(*args, **kw):
+    raise ab.Preempted('stopped by SIGTERM after step 5; checkpoint saved')
+
+  monkeypatch.setattr(ab, 'run_or_skip', preempted)
+  assert ab.main(['run', '--sweep-dir', str(tmp_path), '--smoke', '--depths', '8']) == 143
+  assert capsys.readouterr().err.startswith('stopped: stopped by SIGTERM after step 5')
+
+
+def test_jpeg_cost_needs_resnet20_at_the_full_recipe():
+  row = {'net': 'residual', 'depth': 20, 'seeds': 2, 'finished': 2, 'steps': 64_000,
+         'final_test_error_mean': 9.65, 'best_test_error_mean': 9.40}
+  assert ab.jpeg_cost([row]) == (
+      "JPEG cost: ResNet-20 at the paper's recipe (64000 iterations, 2 run(s)) reaches 9.65% "
+      "final test error on this JPEG-compressed copy against He et al.'s 8.75% on the original "
+      'images: +0.90 points (9.40% at its best evaluation).')
+  assert 'ran 192 of the paper' in ab.jpeg_cost([{**row, 'steps': 192}])
+  assert '1/2 runs finished' in ab.jpeg_cost([{**row, 'finished': 1}])
+  assert 'held-out' in ab.jpeg_cost([row], holdout=5000)
+  assert 'no ResNet-20 run' in ab.jpeg_cost([{**row, 'net': 'plain'}])
