@@ -9,7 +9,8 @@ Three parts, each calling its benchmark's own functions in this process:
 * ``speedrun``: ``experiments.speedrun.run`` on ``configs/cifar_speedrun.py``
   (full width, 9.9 epochs, 5 seeds): test accuracy mean +- std and training
   seconds excluding compilation, next to the airbench anchor (``ANCHOR``,
-  quoted, not run here). Needs the CIFAR-10 folder: ``--data-root``, else
+  quoted, not run here). Needs the CIFAR-10 folder or a pack file of it
+  (``python -m cnn_jax.data.packed pack``): ``--data-root``, else
   ``$CNN_JAX_CIFAR10``, else ``../shared/data/cifar10-jpeg`` beside the
   checkout; without one the part is skipped and says so.
 * ``train_throughput``: ``train_throughput.throughput_row`` for ResNet-20/56
@@ -18,6 +19,8 @@ Three parts, each calling its benchmark's own functions in this process:
   MFU against the fp32 and bf16 matmul rates measured in the same run.
 * ``conv_impls``: ``conv_impls.shape_rows`` at batch 128 for every impl,
   winograd and auto included.
+* ``num_seeds``: ``num_seeds.seeds_rows``, ResNet-20 at batch 128: K = 2, 4, 8
+  seeds trained together (``seeds_mode`` vmap and unroll) against K runs apart.
 
 Time: ``--budget-s`` (default 420 s, so the whole command, imports and the
 last unit's overrun included, ends within 8 minutes) is shared out by
@@ -42,15 +45,15 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from benchmarks import conv_impls, timer, train_throughput
+from benchmarks import conv_impls, num_seeds, timer, train_throughput
 from cnn_jax.ops import conv, conv_auto
 from cnn_jax.train.config import load_config
 from experiments import speedrun
 
-PARTS = ('speedrun', 'train_throughput', 'conv_impls')
+PARTS = ('speedrun', 'train_throughput', 'conv_impls', 'num_seeds')
 # Seconds of the default 420-s budget per part, rescaled to --budget-s and to
 # the parts chosen. Compilation dominates every part on a GPU.
-SHARES = {'speedrun': 130, 'train_throughput': 190, 'conv_impls': 100}
+SHARES = {'speedrun': 120, 'train_throughput': 170, 'conv_impls': 80, 'num_seeds': 50}
 DATA_ENV = 'CNN_JAX_CIFAR10'
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'cifar10-jpeg'
 # The reference the speedrun is read against, as issue 19 quotes it; not run here.
@@ -69,6 +72,8 @@ class Plan:
   conv_shapes: tuple[tuple, ...]             # conv_impls.SHAPES entries
   conv_batch: int
   conv_repeats: int
+  seeds_model: tuple[str, int]               # (model, batch) of the num_seeds part
+  seeds: tuple[int, ...]                     # the K to measure
 
 
 GPU = Plan(
@@ -78,13 +83,13 @@ GPU = Plan(
                 ('resnet20', 512), ('resnet56', 512)),
     dtypes=('bfloat16', 'float32'), repeats=30, matmul_n=8192,
     conv_shapes=tuple(s for group in ('resnet20', 'resnet50') for s in conv_impls.SHAPES[group]),
-    conv_batch=128, conv_repeats=20)
+    conv_batch=128, conv_repeats=20, seeds_model=('resnet20', 128), seeds=(2, 4, 8))
 
 SMOKE = Plan(
     speedrun_arg='smoke=True,epochs=1.0',     # synthetic data, 2 seeds
     throughput=(('resnet8', 8),), dtypes=('float32',), repeats=1, matmul_n=64,
     conv_shapes=(conv_impls.SHAPES['resnet20'][2],),  # 3x3 stride 1: Winograd applies
-    conv_batch=2, conv_repeats=1)
+    conv_batch=2, conv_repeats=1, seeds_model=('resnet8', 4), seeds=(2,))
 
 
 # ----------------------------------------------------------------------------- budget
@@ -179,6 +184,15 @@ def conv_part(plan: Plan, deadline: float) -> dict:
   return {**out, 'conv_auto_cache': conv_auto.device_entries()}
 
 
+def seeds_part(plan: Plan, deadline: float) -> dict:
+  """K seeds trained together (vmap, unroll) against K runs apart, per K."""
+  name, batch = plan.seeds_model
+  units = [(f'{name} b{batch} K={k}',
+            functools.partial(num_seeds.seeds_rows, name, batch, plan.dtypes[-1], (k,),
+                              repeats=plan.repeats)) for k in plan.seeds]
+  return run_units(units, deadline)
+
+
 def run_part(name: str, fn: Callable[[float], dict], deadline: float) -> dict:
   """``fn(deadline)`` timed; an exception becomes ``{'status': 'error', 'error': ...}``."""
   print(f'== {name}', flush=True)
@@ -198,7 +212,8 @@ def run(args) -> dict:
   print('environment:', ', '.join(f'{k} {v}' for k, v in env.items()), flush=True)
   fns = {'speedrun': functools.partial(speedrun_part, plan, args.data_root),
          'train_throughput': functools.partial(throughput_part, plan),
-         'conv_impls': functools.partial(conv_part, plan)}
+         'conv_impls': functools.partial(conv_part, plan),
+         'num_seeds': functools.partial(seeds_part, plan)}
   ends = deadlines(args.parts, start, args.budget_s)
   parts = {name: run_part(name, fns[name], ends[name]) for name in args.parts}
   return {'benchmark': 'gpu_suite', 'smoke': args.smoke, 'environment': env,
@@ -269,10 +284,22 @@ def conv_table(part: Mapping) -> list[str]:
   return lines
 
 
+def seeds_table(part: Mapping) -> list[str]:
+  lines = ['| model | batch | dtype | K | apart img/s | vmap img/s (speedup) '
+           '| unroll img/s (speedup) |', '|---|---:|---|---:|---:|---:|---:|']
+  for r in part.get('rows', []):
+    lines.append(f"| {r['model']} | {r['batch']} | {r['dtype']} | {r['num_seeds']} "
+                 f"| {r['apart_img_s']:.1f} "
+                 + ' | '.join(f"{r[f'{m}_img_s']:.1f} ({r[f'speedup_{m}_over_apart']:.2f})"
+                              for m in ('vmap', 'unroll')) + ' |')
+  return lines
+
+
 TABLES = {'speedrun': ('CIFAR-10 speedrun', speedrun_table),
           'train_throughput': ('Train throughput (the project step beside PyTorch)',
                                throughput_table),
-          'conv_impls': ('Convolution impls', conv_table)}
+          'conv_impls': ('Convolution impls', conv_table),
+          'num_seeds': ('Seeds trained together vs apart', seeds_table)}
 
 
 def markdown(report: Mapping) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,32 +40,39 @@ def _apart(state, fn, k: int) -> _Stateful:
   return _Stateful(None, run_all)
 
 
-def run(args) -> dict:
+def seeds_rows(name: str, batch: int, dtype_name: str, ks: Sequence[int],
+               modes: Sequence[str] = ('vmap', 'unroll'), repeats: int = 5) -> list[dict]:
+  """One row per K: img/s of K runs apart and of each ``seeds_mode``, and their speedups."""
+  state, single, _ = project_step_fn(name, batch, dtype_name)
   rows = []
-  for name in args.models.split(','):
-    for batch in (int(b) for b in args.batches.split(',')):
-      for dtype_name in args.dtypes.split(','):
-        state, single, _ = project_step_fn(name, batch, dtype_name)
-        for k in (int(x) for x in args.seeds.split(',')):
-          candidates = {mode: _Stateful(*project_step_fn(name, batch, dtype_name, num_seeds=k,
-                                                         seeds_mode=mode)[:2])
-                        for mode in args.modes.split(',')}
-          candidates['apart'] = _apart(state, single, k)
-          t = timer.time_interleaved(candidates, repeats=args.repeats, warmup=2)
-          row = {'model': name, 'batch': batch, 'dtype': dtype_name, 'num_seeds': k}
-          for cand, r in t.items():
-            row[f'{cand}_img_s'] = k * batch / r['median_s']
-            row[f'{cand}_compile_s'] = r['compile_s']
-          line = (f"{name:9s} b{batch:<4d} {dtype_name:8s} K={k}: "
-                  f"apart {row['apart_img_s']:8.1f} img/s")
-          for mode in args.modes.split(','):
-            row[f'speedup_{mode}_over_apart'] = t['apart']['median_s'] / t[mode]['median_s']
-            row[f'best_speedup_{mode}'] = t['apart']['min_s'] / t[mode]['min_s']
-            line += (f"; {mode} {row[f'{mode}_img_s']:8.1f} img/s, speedup "
-                     f"{row[f'speedup_{mode}_over_apart']:.3f} (of best repeats "
-                     f"{row[f'best_speedup_{mode}']:.3f})")
-          print(line, flush=True)
-          rows.append(row)
+  for k in ks:
+    candidates = {mode: _Stateful(*project_step_fn(name, batch, dtype_name, num_seeds=k,
+                                                   seeds_mode=mode)[:2]) for mode in modes}
+    candidates['apart'] = _apart(state, single, k)
+    t = timer.time_interleaved(candidates, repeats=repeats, warmup=2)
+    row = {'model': name, 'batch': batch, 'dtype': dtype_name, 'num_seeds': k}
+    for cand, r in t.items():
+      row[f'{cand}_img_s'] = k * batch / r['median_s']
+      row[f'{cand}_compile_s'] = r['compile_s']
+    line = (f"{name:9s} b{batch:<4d} {dtype_name:8s} K={k}: "
+            f"apart {row['apart_img_s']:8.1f} img/s")
+    for mode in modes:
+      row[f'speedup_{mode}_over_apart'] = t['apart']['median_s'] / t[mode]['median_s']
+      row[f'best_speedup_{mode}'] = t['apart']['min_s'] / t[mode]['min_s']
+      line += (f"; {mode} {row[f'{mode}_img_s']:8.1f} img/s, speedup "
+               f"{row[f'speedup_{mode}_over_apart']:.3f} (of best repeats "
+               f"{row[f'best_speedup_{mode}']:.3f})")
+    print(line, flush=True)
+    rows.append(row)
+  return rows
+
+
+def run(args) -> dict:
+  ks = [int(x) for x in args.seeds.split(',')]
+  rows = [row for name in args.models.split(',') for batch in map(int, args.batches.split(','))
+          for dtype_name in args.dtypes.split(',')
+          for row in seeds_rows(name, batch, dtype_name, ks, args.modes.split(','),
+                                args.repeats)]
   return {'benchmark': 'num_seeds', 'environment': timer.environment(), 'rows': rows}
 
 

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from cnn_jax.data import augment
-from cnn_jax.data.image_folder import load_image_folder
+from cnn_jax.data.packed import load_images
 from cnn_jax.data.synthetic import load_synthetic
 from cnn_jax.dtypes import compute_dtype
 from cnn_jax.models.speednet import SpeedNet, whitening_kernel
@@ -72,8 +72,8 @@ def load_data(cfg: Any) -> tuple[Any, Any]:
   if not cfg.root:
     raise ValueError('data=folder needs --config.root=DIR (CIFAR-10 train/ and test/ class '
                      'folders, e.g. ../shared/data/cifar10-jpeg).')
-  return (load_image_folder(cfg.root, 'train', image_size=32),
-          load_image_folder(cfg.root, 'test', image_size=32))
+  return (load_images(cfg.root, 'train', image_size=32),
+          load_images(cfg.root, 'test', image_size=32))
 
 
 def normalize(images: jax.Array, dtype) -> jax.Array:

@@ -97,15 +97,10 @@ def _load(data: Any, split: str, seed: int, wants: tuple[str, ...]) -> ArrayData
                               image_size=int(data.image_size), channels=data.channels,
                               skip_corrupt=data.skip_corrupt)
   if data.name == 'image_folder':
-    from cnn_jax.data.image_folder import load_image_folder
-    from cnn_jax.data.packed import is_pack, load_packed
-    if is_pack(data.root):  # one file of encoded images (python -m cnn_jax.data.packed pack)
-      return load_packed(data.root, split, image_size=data.image_size or None,
-                         channels=data.channels, skip_corrupt=data.skip_corrupt,
-                         num_workers=data.num_workers or None)
-    return load_image_folder(data.root, split, image_size=data.image_size or None,
-                             channels=data.channels, cache_dir=data.cache_dir or None,
-                             skip_corrupt=data.skip_corrupt, num_workers=data.num_workers or None)
+    from cnn_jax.data.packed import load_images  # a folder, or a pack file of one
+    return load_images(data.root, split, image_size=data.image_size or None,
+                       channels=data.channels, cache_dir=data.cache_dir or None,
+                       skip_corrupt=data.skip_corrupt, num_workers=data.num_workers or None)
   common = dict(image_size=int(data.image_size), max_boxes=int(data.max_boxes),
                 channels=data.channels, skip_corrupt=data.skip_corrupt)
   if data.name == 'coco':

@@ -52,7 +52,7 @@ import numpy as np
 from cnn_jax.data.dataset import ArrayDataset
 from cnn_jax.data.image_folder import (ImageSize, _check_channels, _decode_into_array, _subdirs,
                                        _warn_skipped, image_hw, list_image_folder,
-                                       save_npz_atomically)
+                                       load_image_folder, save_npz_atomically)
 
 PACK_FORMAT = 'cnn_jax.packed_folder'
 # Bump whenever the layout changes; readers refuse other versions rather than misread them.
@@ -159,6 +159,24 @@ def _read(path: Path, split: str | None) -> dict[str, np.ndarray]:
     raise PackError(f'{path} is a damaged image pack ({type(e).__name__}: {e}); '
                     f'{_remedy(path)}.') from e
   return out
+
+
+def load_images(root: str | os.PathLike, split: str = 'train', *,
+                image_size: ImageSize = None, channels: int = 3, skip_corrupt: bool = False,
+                num_workers: int | None = None,
+                cache_dir: str | os.PathLike | None = None) -> ArrayDataset:
+  """``split`` of a class-folder image set, from its folder or from a pack file of it.
+
+  Every reader of whole image folders goes through this, so a pack (what travels
+  to a machine without the folder) works wherever a folder does. ``cache_dir``:
+  the folder reader's decoded cache (a pack is decoded each time).
+  """
+  if is_pack(root):
+    return load_packed(root, split, image_size=image_size, channels=channels,
+                       skip_corrupt=skip_corrupt, num_workers=num_workers)
+  return load_image_folder(root, split, image_size=image_size, channels=channels,
+                           cache_dir=cache_dir, skip_corrupt=skip_corrupt,
+                           num_workers=num_workers)
 
 
 def load_packed(path: str | os.PathLike, split: str = 'train', *, image_size: ImageSize = None,

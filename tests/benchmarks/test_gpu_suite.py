@@ -46,10 +46,15 @@ def test_smoke_writes_every_part(smoke):
     assert all(r[f'ratio_{impl}_over_lax'] > 0 for r in conv['rows']), impl
   assert conv['conv_auto_cache']  # auto's choice for the shape, with its timings
 
+  (seeds,) = parts['num_seeds']['rows']
+  assert (seeds['model'], seeds['num_seeds']) == ('resnet8', 2)
+  assert all(seeds[f'speedup_{m}_over_apart'] > 0 for m in ('vmap', 'unroll'))
+
   assert '| airbench94_muon (quoted in issue 19; not run here) | NVIDIA H100 |' in md
   assert '| cnn_jax speedrun (1.0 epochs, float32, loop=step) | cpu | 2 |' in md
   assert md.count('| resnet8 | 8 | float32 |') == 1
   assert '| r20.s3.3x3 | float32 | fwd |' in md and '| r20.s3.3x3 | float32 | fwd+bwd |' in md
+  assert '| resnet8 | 4 | float32 | 2 |' in md
 
 
 def test_a_failing_unit_is_recorded_and_the_rest_run_while_time_lasts():
@@ -79,8 +84,10 @@ def test_a_failing_part_is_recorded():
 def test_deadlines_keep_later_parts_shares():
   ends = gpu_suite.deadlines(gpu_suite.PARTS, start=100.0, budget_s=840.0)  # twice the default
   shares = gpu_suite.SHARES
-  assert ends['conv_impls'] == pytest.approx(940.0)
-  assert ends['train_throughput'] == pytest.approx(940.0 - 2 * shares['conv_impls'])
+  assert ends['num_seeds'] == pytest.approx(940.0)
+  assert ends['conv_impls'] == pytest.approx(940.0 - 2 * shares['num_seeds'])
+  assert ends['train_throughput'] == pytest.approx(
+      940.0 - 2 * (shares['conv_impls'] + shares['num_seeds']))
   assert ends['speedrun'] == pytest.approx(100.0 + 2 * shares['speedrun'])
   assert gpu_suite.deadlines(('conv_impls',), 0.0, 60.0) == {'conv_impls': 60.0}
 

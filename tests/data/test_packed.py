@@ -78,6 +78,10 @@ def test_a_pack_is_a_data_root_of_image_folder(root, pack):
                                                                    cache=False))
   with pytest.raises(ValueError, match='streaming reads image folders, not the pack file'):
     build.open_stream_source(data, 'test')
+  # The one reader of whole image sets (the speedrun's too) takes either.
+  for source in (pack, root):
+    _assert_same(P.load_images(source, 'test', image_size=8),
+                 F.load_image_folder(root, 'test', image_size=8, cache=False))
 
 
 def test_corrupt_image_named_inside_the_pack(root, tmp_path):
