@@ -46,6 +46,7 @@ def test_smoke_writes_every_part(smoke):
     assert all(r[f'ratio_{impl}_over_lax'] > 0 for r in conv['rows']), impl
   assert conv['conv_auto_cache']  # auto's choice for the shape, with its timings
 
+  # benchmarks/num_seeds.py's rows (its CLI is a loop over seeds_rows)
   (seeds,) = parts['num_seeds']['rows']
   assert (seeds['model'], seeds['num_seeds']) == ('resnet8', 2)
   assert all(seeds[f'speedup_{m}_over_apart'] > 0 for m in ('vmap', 'unroll'))
