@@ -73,6 +73,30 @@ def test_ground_truth_joins_the_proposals_as_a_positive():
   np.testing.assert_allclose(roi['deltas'][0], 0.0, atol=1e-6)
 
 
+def test_bfloat16_compute_traces_train_step_and_inference():
+  """--config.dtype=bfloat16: convolutions, RoIAlign and the heads in bf16, params and outputs
+  fp32 (traced abstractly: a dtype clash anywhere in the loss, its gradient or NMS fails here)."""
+  model = get_model('mask_rcnn', dtype=jnp.bfloat16, num_classes=3,
+                    **two_stage_kwargs(mask_layers=(8,)))
+  x = jnp.zeros((2, 32, 32, 3))
+  targets = {'boxes': jnp.tile(jnp.array([[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]]), (2, 1, 1)),
+             'labels': jnp.array([[0, 1]] * 2), 'keys': jax.random.split(jax.random.key(1), 2),
+             'masks': jnp.ones((2, 2, 32, 32), bool)}
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  assert {p.dtype for p in jax.tree.leaves(variables['params'])} == {jnp.dtype(jnp.float32)}
+
+  def loss(params, batch_stats):
+    out, _ = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
+                         targets=targets, mutable=['batch_stats'])
+    return sum(jnp.sum(o['logits'].astype(jnp.float32)) for k, o in out.items()
+               if k in ('rpn', 'roi', 'mask'))
+
+  grads = jax.eval_shape(jax.grad(loss), variables['params'], variables['batch_stats'])
+  assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+  det = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  assert (det['boxes'].shape, det['masks'].shape[:2]) == ((2, 5, 4), (2, 5))
+
+
 @pytest.fixture(scope='module')
 def mask_rcnn_run(tmp_path_factory):
   c = load_config('mask_rcnn', 'steps=3')
