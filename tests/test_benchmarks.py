@@ -54,3 +54,34 @@ def test_sliding_windows_writes_ratios(tmp_path):
   row = out['sizes']['40']
   assert row['windows'] == 9 and row['loop_over_conv'] > 0 and row['batched_over_conv'] > 0
 
+
+
+def test_step_breakdown_counts_every_pass(tmp_path):
+  from benchmarks import step_breakdown
+  out = tmp_path / 'sb.json'
+  assert step_breakdown.main(['--models', 'resnet8', '--batch', '2', '--repeats', '1',
+                              '--profile', '--out', str(out)]) == 0
+  row = json.loads(out.read_text())['rows'][0]
+  layers = {p: sum(r['layers'] for r in row['pieces'] if r['pass'] == p)
+            for p in step_breakdown.PASSES}
+  # ResNet-8: the stem and three blocks of two, 7 convolutions; the stem's
+  # input (the image) needs no gradient, so 6 input gradients.
+  assert layers == {'fwd': 7, 'dx': 6, 'dw': 7} and row['unmatched_transposes'] == 0
+  # XLA's compiled step has the same 20 convolutions, each given a pass and a library.
+  counts = row['step_convolutions']
+  assert sum(counts.values()) == 20 and not any(k.startswith('?') for k in counts), counts
+  assert all(r['ms'] > 0 and r['runs_in'] for r in row['pieces'])
+  assert row['xla_rest_ms'] == row['step_ms'] - sum(row['xla_conv_ms_by_pass'].values())
+  assert any(r['what'].startswith('conv') for r in row['profile']['rows'])
+
+
+def test_xla_flags_records_ratios_and_unknown_flags(tmp_path):
+  from benchmarks import xla_flags
+  out = tmp_path / 'xf.json'
+  assert xla_flags.main(['--models', 'resnet8', '--batch', '2', '--repeats', '1', '--rounds', '1',
+                         '--candidates', 'default', '--flags', 'bogus=--xla_cpu_no_such_flag=1',
+                         '--out', str(out)]) == 0
+  cands = json.loads(out.read_text())['trials'][0]['candidates']
+  assert cands['bogus']['status'] == 'not a flag in this XLA'
+  assert cands['default']['status'] == 'ok' and cands['default']['speedup'] == [1.0]
+  assert sum(cands['default']['convolutions'].values()) == 20

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -74,17 +74,20 @@ def _eqn_multiplies(eqn) -> int:
   return 0
 
 
-def jaxpr_multiplies(jaxpr) -> int:
-  """Multiply-adds of every convolution and matrix product in a (closed) jaxpr."""
+def iter_eqns(jaxpr) -> Iterator:
+  """Every equation of a (closed) jaxpr, those of its sub-jaxprs (jit, scan, cond) included."""
   jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
-  total = 0
   for eqn in jaxpr.eqns:
-    total += _eqn_multiplies(eqn)
+    yield eqn
     for sub in jax.tree.leaves(eqn.params, is_leaf=lambda x: isinstance(
         x, (jex_core.Jaxpr, jex_core.ClosedJaxpr))):
       if isinstance(sub, (jex_core.Jaxpr, jex_core.ClosedJaxpr)):
-        total += jaxpr_multiplies(sub)
-  return total
+        yield from iter_eqns(sub)
+
+
+def jaxpr_multiplies(jaxpr) -> int:
+  """Multiply-adds of every convolution and matrix product in a (closed) jaxpr."""
+  return sum(_eqn_multiplies(eqn) for eqn in iter_eqns(jaxpr))
 
 
 def count_multiplies(fn: Callable, *args: Any) -> int:
