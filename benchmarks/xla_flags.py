@@ -7,13 +7,16 @@ runs each convolution (``step_breakdown.hlo_convolutions``: YNNPACK, Eigen,
 oneDNN, ...) and times the step, interleaved with PyTorch's step of the same
 network when ``--torch`` is given and PyTorch is installed. Candidates run one
 after another, in the opposite order every other round, so slow drift of the
-machine's load falls on all of them alike. Each candidate gets two ratios
-against ``default`` (no flag added) of the same round:
+machine's load falls on all of them alike, and a ``default`` process (no flag
+added) runs before the first candidate and after each one. Each candidate gets
+two ratios against the mean of the two default runs around it:
 
 * ``speedup``: its img/s over default's;
 * ``torch_normalised``: the same with each img/s first divided by the
   PyTorch step timed in its own process; PyTorch ignores XLA's flags, so this
-  cancels load that differed between the two processes.
+  cancels load that differed between the processes (on a machine shared with
+  other work PyTorch's own OpenMP threads suffer from it more than XLA, so
+  read it beside ``speedup``).
 
 A flag this XLA does not know aborts the process ("Unknown flag in
 XLA_FLAGS"): recorded as ``not a flag in this XLA``; other failures as a
@@ -122,37 +125,47 @@ def run_candidate(flags: str, model: str, batch: int, repeats: int, with_torch: 
 
 # ----------------------------------------------------------------------------- driver
 
+def _ratios(res: dict, before: dict, after: dict) -> None:
+  """Adds ``res``'s ratios to the mean of the default runs bracketing it (both must be ok)."""
+  if res['status'] != 'ok' or before['status'] != 'ok' or after['status'] != 'ok':
+    return
+  base = statistics.mean([before['jax_img_s'], after['jax_img_s']])
+  res['speedup'] = res['jax_img_s'] / base
+  if all('torch_img_s' in x for x in (res, before, after)):
+    res['over_torch'] = res['jax_img_s'] / res['torch_img_s']
+    res['torch_normalised'] = res['over_torch'] / statistics.mean(
+        [x['jax_img_s'] / x['torch_img_s'] for x in (before, after)])
+
+
 def trial(candidates: Mapping[str, str], model: str, batch: int, rounds: int, repeats: int,
           with_torch: bool, cache_dir: str) -> dict:
-  """Every candidate in its own process, ``rounds`` times in alternating order; ratios to default."""
-  names = list(candidates)
-  per_round = []
+  """Each candidate in its own process between two default ones, ``rounds`` times.
+
+  A round runs default, c1, default, c2, ..., default (candidates in the
+  opposite order every other round); each candidate's ratios are to the mean
+  of the two default runs around it, so load that drifts during the round
+  cancels. A candidate that fails is not followed by a default run.
+  """
+  others = [n for n in candidates if n != 'default']
+  run = lambda name, r: _report(model, r, name, run_candidate(
+      candidates[name], model, batch, repeats, with_torch, cache_dir))
+  runs = {name: [] for name in candidates}
   for r in range(rounds):
-    order = names if r % 2 == 0 else names[::-1]
-    results = {}
-    for name in order:
-      results[name] = run_candidate(candidates[name], model, batch, repeats, with_torch,
-                                    cache_dir)
-      res = results[name]
-      print(f"{model} round {r + 1} {name:26s} " + (
-          f"{res['jax_img_s']:7.1f} img/s" + (f", torch {res['torch_img_s']:7.1f}"
-                                              if 'torch_img_s' in res else '')
-          if res['status'] == 'ok' else res['status']), flush=True)
-    base = results.get('default', {})
-    for res in results.values():
-      if res['status'] == 'ok' and base.get('status') == 'ok':
-        res['speedup'] = res['jax_img_s'] / base['jax_img_s']
-        if 'torch_img_s' in res and 'torch_img_s' in base:
-          res['torch_normalised'] = ((res['jax_img_s'] / res['torch_img_s'])
-                                     / (base['jax_img_s'] / base['torch_img_s']))
-          res['over_torch'] = res['jax_img_s'] / res['torch_img_s']
-    per_round.append(results)
+    before = run('default', r)
+    runs['default'].append(before)
+    for name in (others if r % 2 == 0 else others[::-1]):
+      res = run(name, r)
+      runs[name].append(res)
+      if res['status'] == 'ok':
+        after = run('default', r)
+        runs['default'].append(after)
+        _ratios(res, before, after)
+        before = after
   summary = {}
-  for name in names:
-    runs = [rd[name] for rd in per_round]
-    ok = [x for x in runs if x['status'] == 'ok']
-    summary[name] = {'flags': candidates[name], 'status': runs[0]['status'],
-                     'notes': runs[0].get('notes', []),
+  for name, results in runs.items():
+    ok = [x for x in results if x['status'] == 'ok']
+    summary[name] = {'flags': candidates[name], 'status': results[0]['status'],
+                     'notes': results[0].get('notes', []),
                      'convolutions': ok[0]['convolutions'] if ok else {}}
     for field in ('jax_img_s', 'torch_img_s', 'speedup', 'torch_normalised', 'over_torch'):
       values = [x[field] for x in ok if field in x]
@@ -163,11 +176,18 @@ def trial(candidates: Mapping[str, str], model: str, batch: int, rounds: int, re
           'candidates': summary}
 
 
+def _report(model: str, r: int, name: str, res: dict) -> dict:
+  line = res['status'] if res['status'] != 'ok' else f"{res['jax_img_s']:7.1f} img/s" + (
+      f", torch {res['torch_img_s']:7.1f}" if 'torch_img_s' in res else '')
+  print(f'{model} round {r + 1} {name:26s} {line}', flush=True)
+  return res
+
+
 def format_trial(t: Mapping) -> str:
   """A markdown table of one ``trial``: per candidate its rounds' ratios and conv libraries."""
   lines = [f"### {t['model']}, batch {t['batch']}: {t['rounds']} rounds of {t['repeats']} "
            'interleaved repeats', '',
-           '| candidate | XLA_FLAGS | img/s per round | speedup per round | '
+           '| candidate | XLA_FLAGS | img/s per run | speedup per round | '
            'torch-normalised | XLA / torch | convolutions run by |',
            '|---|---|---|---|---|---|---|']
   fmt = lambda xs, spec: ', '.join(format(x, spec) for x in xs) if xs else '-'

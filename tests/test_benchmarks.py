@@ -83,5 +83,14 @@ def test_xla_flags_records_ratios_and_unknown_flags(tmp_path):
                          '--out', str(out)]) == 0
   cands = json.loads(out.read_text())['trials'][0]['candidates']
   assert cands['bogus']['status'] == 'not a flag in this XLA'
-  assert cands['default']['status'] == 'ok' and cands['default']['speedup'] == [1.0]
+  assert cands['default']['status'] == 'ok' and len(cands['default']['jax_img_s']) == 1
   assert sum(cands['default']['convolutions'].values()) == 20
+
+
+def test_xla_flags_ratios_are_to_the_bracketing_defaults():
+  from benchmarks import xla_flags
+  res = {'status': 'ok', 'jax_img_s': 110.0, 'torch_img_s': 200.0}
+  xla_flags._ratios(res, {'status': 'ok', 'jax_img_s': 90.0, 'torch_img_s': 180.0},
+                    {'status': 'ok', 'jax_img_s': 110.0, 'torch_img_s': 220.0})
+  assert res['speedup'] == pytest.approx(1.1)  # 110 / mean(90, 110)
+  assert res['torch_normalised'] == pytest.approx((110 / 200) / 0.5)  # both defaults at 0.5x torch
