@@ -22,8 +22,10 @@ A flag this XLA does not know aborts the process ("Unknown flag in
 XLA_FLAGS"): recorded as ``not a flag in this XLA``; other failures as a
 one-line error, and XLA's warnings about a flag (e.g. "no longer supported")
 are kept. Candidate flags go before the user's own ``XLA_FLAGS``, so a flag the
-user sets wins. Compiled programs are cached on disk for the run (the cache
-key includes ``XLA_FLAGS``), so only the first round compiles.
+user sets wins; ``cnn_jax``'s own defaults (``cnn_jax.xla_defaults``) are
+off in the workers, so ``default`` is XLA's. Compiled programs are cached on
+disk for the run (the cache key includes ``XLA_FLAGS``), so only the first
+round compiles.
 
   python -m benchmarks.xla_flags --torch --out benchmarks/recorded/xla_flags_cpu_2026-12-06.json
   python -m benchmarks.xla_flags --candidates default,ynn_conv_off --models resnet20,resnet56
@@ -49,6 +51,7 @@ import jax
 from benchmarks import timer
 from benchmarks.step_breakdown import census, compile_step
 from benchmarks.train_throughput import MODELS, _Stateful, project_step_fn, torch_step_fn
+from cnn_jax import xla_defaults
 
 # name -> flags added to XLA_FLAGS. In jax 0.10 XLA:CPU runs convolutions with
 # more than 16 channels in YNNPACK (``__ynn_fusion``), the rest in Eigen.
@@ -104,8 +107,9 @@ def _flag_notes(stderr: str) -> list[str]:
 def run_candidate(flags: str, model: str, batch: int, repeats: int, with_torch: bool,
                   cache_dir: str, timeout_s: float = 600) -> dict:
   """One worker process under ``flags`` (before the user's own XLA_FLAGS): its result or error."""
+  # The candidate against XLA's own defaults: cnn_jax's defaults stay off.
   env = dict(os.environ, XLA_FLAGS=' '.join(f for f in (flags, os.environ.get('XLA_FLAGS', ''))
-                                           if f))
+                                           if f), **{xla_defaults.SWITCH: '0'})
   cmd = [sys.executable, '-m', 'benchmarks.xla_flags', '--worker', '--models', model,
          '--batch', str(batch), '--repeats', str(repeats), '--cache-dir', cache_dir]
   try:
