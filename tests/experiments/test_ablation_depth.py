@@ -44,21 +44,38 @@ def test_outputs(sweep):
 
 
 def test_seeds_trained_together(tmp_path):
+  """--num-seeds: groups of seeds share a workdir; the report reads each seed's folder.
+
+  (The training itself is tests/train/test_num_seeds.py's and the general sweep's.)"""
   from experiments import sweep as sw
+  sweep = ab.Sweep(depths=(8,), seeds=3, num_seeds=2, data='synthetic', smoke=True)
+  assert sweep.groups() == [('plain', 8, (0, 1)), ('residual', 8, (0, 1)),
+                            ('plain', 8, (2,)), ('residual', 8, (2,))]
+  assert [ab.group_name(n, d, s) for n, d, s in sweep.groups()[1:3]] == [
+      'residual8_seeds0-1', 'plain8_seed2']
   root = tmp_path / 'together'
-  assert ab.main(['run', '--sweep-dir', str(root), '--smoke', '--depths', '8', '--seeds', '2',
-                  '--num-seeds', '2']) == 0
-  assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
-      'plain8_seeds0-1', 'residual8_seeds0-1']
-  rows = json.loads((root / 'results.json').read_text())
+  ab.write_sweep_file(sweep, root)
+  runs = json.loads((root / 'sweep.json').read_text())['runs']
+  assert [r['dir'] for r in runs if r['cell']['model.kwargs.plain']] == [
+      'plain8_seeds0-1/seeds/0', 'plain8_seeds0-1/seeds/1', 'plain8_seed2']
+  accuracy = {0: 0.5, 1: 0.7, 2: 0.9}
+  for r in runs:  # what the loop and run_or_skip leave behind, by hand
+    folder = root / r['dir']
+    folder.mkdir(parents=True)
+    group = root / r['group']
+    (group / 'config.json').write_text(json.dumps({'batch_size': 32}))
+    rows = [{'split': 'train', 'step': 12, 'accuracy': 0.4, 'loss': 1.0, 'img_per_sec': 100.0},
+            {'split': 'eval', 'step': 12, 'accuracy': accuracy[r['seed']], 'loss': 1.0}]
+    (folder / 'metrics.jsonl').write_text(''.join(json.dumps(x) + '\n' for x in rows))
+    (folder / 'result.json').write_text(json.dumps({'params': 1000, 'headline': 'accuracy'}))
+  rows = ab.report(root)
   assert [(r['net'], r['seeds'], r['finished'], r['steps']) for r in rows] == [
-      ('plain', 2, 2, 12), ('residual', 2, 2, 12)]
-  seeds = [json.loads((root / 'residual8_seeds0-1' / 'seeds' / str(s) / 'result.json')
-                      .read_text()) for s in (0, 1)]
-  errors = [100 * (1 - r['eval_accuracy']) for r in seeds]
-  assert rows[1]['final_test_error_mean'] == pytest.approx(sum(errors) / 2)
-  general = sw.report(root, metric='accuracy')  # the general report reads the seed folders
-  assert [(r['model.kwargs.plain'], r['seeds']) for r in general] == [(True, 2), (False, 2)]
+      ('plain', 3, 3, 12), ('residual', 3, 3, 12)]
+  assert rows[0]['final_test_error_mean'] == pytest.approx(30.0)  # errors 50, 30, 10 %
+  assert rows[0]['train_time_s_mean'] == pytest.approx(12 * 32 / 100.0)  # the group's batch
+  general = sw.report(root, metric='accuracy')  # the general report reads the same folders
+  assert [(r['model.kwargs.plain'], r['seeds']) for r in general] == [(True, 3), (False, 3)]
+  assert general[0]['accuracy_mean'] == pytest.approx(0.7)
 
 
 def test_rerun_skips_finished_and_resumes_interrupted(sweep, tmp_path, capsys):
