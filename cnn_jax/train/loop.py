@@ -163,10 +163,15 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+@functools.partial(jax.jit, static_argnums=1)
+def _finite_per_seed(tree, num_seeds: int) -> jax.Array:
+  """(num_seeds,) bools: whether every float leaf of a seed's slice of ``tree`` is finite.
+
+  With ``num_seeds == 1`` the tree has no seed axis and the result is (1,).
+  """
+  leaves = [x.reshape(num_seeds, -1) if num_seeds > 1 else x.reshape(1, -1)
+            for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.concatenate([jnp.isfinite(x) for x in leaves], axis=1), axis=1)
 
 
 def _check_finite(losses: np.ndarray, first_step: int, seeds: Sequence[int] = ()) -> None:
@@ -389,9 +394,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if window:
         _check_finite(np.asarray(jax.device_get([m['loss'] for m in window])),
                       window_start + 1, seeds)
-      if not bool(_all_finite(state)):
+      finite = np.asarray(_finite_per_seed(state, num_seeds))
+      if not finite.all():
+        where = f' (seed {seeds[int(np.argmin(finite))]})' if num_seeds > 1 else ''
         raise NonFiniteLossError(
-            f'parameters became non-finite at step {step}; lower optimizer.lr, add '
+            f'parameters became non-finite at step {step}{where}; lower optimizer.lr, add '
             'optimizer.grad_clip_norm, or check the data.')
       data_state = train_data.state() if hasattr(train_data, 'state') else None
       ckpt.save(step, dp.get_state(state), data_state=data_state, metrics=metrics, force=force)

@@ -124,7 +124,8 @@ def test_nan_guard_names_the_seed(tmp_path):
   c.optimizer.lr = 1e12
   c.schedule.name = 'constant'
   with pytest.raises(loop.NonFiniteLossError,
-                     match=r'loss became (nan|inf) at step \d+ \(seed [34]\)'):
+                     match=r'(loss became (nan|inf)|parameters became non-finite) '
+                           r'at step \d+ \(seed [34]\);'):
     loop.train_and_evaluate(c, tmp_path, quiet=True)
 
 
@@ -149,3 +150,11 @@ def test_what_does_not_combine_is_one_line(key, value, match):
   c.num_seeds = 0
   with pytest.raises(ValueError, match='num_seeds must be >= 1'):
     validate(c)
+
+
+def test_finite_check_is_per_seed():
+  """The guard on the state names the seed whose slice went non-finite, not the first one."""
+  tree = {'w': jnp.array([[1.0, 2.0], [jnp.nan, 1.0], [3.0, 4.0]]),
+          'b': jnp.array([0.0, 0.0, jnp.inf]), 'step': jnp.array([1, 1, 1])}
+  np.testing.assert_array_equal(loop._finite_per_seed(tree, 3), [True, False, False])
+  np.testing.assert_array_equal(loop._finite_per_seed({'w': jnp.ones((2, 2))}, 1), [True])
