@@ -31,6 +31,19 @@ CIFAR-10 folder, 50k train / 10k test):
 (loss 1.052) at 262 img/s, 7 min 44 s wall, compile 4.8 s. The full recipe
 (64k steps) is a GPU job; see experiments/ablation_depth.py and the README
 for the depth ablation.
+
+Depth ablation at a two-hour CPU budget (2026-12-06, 2-core AMD EPYC, jax
+0.10.2, shared JPEG CIFAR-10, 45k/5k split, 2 seeds, 87 min wall):
+
+  python -m experiments.ablation_depth run --sweep-dir workdirs/ablation_cpu2h \
+      --data-root ../shared/data/cifar10-jpeg --depths 20,32 --seeds 2 \
+      --scale 0.0125 --holdout 5000 --eval-every 100
+
+(800 steps per run, lr /10 at 400 and 600). Val error: Plain-20 43.98 ± 1.10%,
+Plain-32 58.46 ± 2.26%, ResNet-20 36.20 ± 1.13%, ResNet-32 45.92 ± 1.56%;
+training error Plain-20 45.7%, Plain-32 61.1% (the degradation problem shown).
+ResNet-32 does not yet beat ResNet-20 at 2.3 epochs; the README says which
+budget should show it (--scale 0.25).
 """
 
 import os
