@@ -21,6 +21,16 @@ from typing import Any
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 
 
+def exit_code(action: Callable[[], Any]) -> int:
+  """Runs ``action()``: 0, or 2 after one ``error: ...`` line when it raises a user error."""
+  try:
+    action()
+  except USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
 def run_script(config_file: str, run: Callable[[Any, str, bool], Any],
                report: Callable[[Any], str], *, dir_flag: str = 'workdir') -> None:
   """Parses ``--config``, ``--<dir_flag>`` and ``--quiet``, runs, prints ``report(result)``.
@@ -44,12 +54,9 @@ def run_script(config_file: str, run: Callable[[Any, str, bool], Any],
       print(f'error: both --config={config_file} and --{dir_flag}=DIR are required.',
             file=sys.stderr)
       sys.exit(2)
-    try:
-      result = run(config.value, out_dir.value, quiet.value)
-    except USER_ERRORS as e:
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(2)
-    print(report(result))
+    code = exit_code(lambda: print(report(run(config.value, out_dir.value, quiet.value))))
+    if code:
+      sys.exit(code)
 
   app.run(main)
 
@@ -65,9 +72,4 @@ def report_main(doc: str, report: Callable[[argparse.Namespace], str],
                    help='checkpoint to evaluate (default: best by the task headline metric)')
   rep.add_argument('--pictures', type=int, default=8, help='examples drawn')
   args = parser.parse_args(argv)
-  try:
-    print(report(args))
-  except USER_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
+  return exit_code(lambda: print(report(args)))

@@ -41,7 +41,7 @@ from cnn_jax.models import explain
 from cnn_jax.ops import metrics as metric_ops
 from cnn_jax.tasks.rcnn import mask_metrics
 from cnn_jax.train.restore import load_run
-from experiments.cli import USER_ERRORS
+from experiments.cli import exit_code
 from experiments.segment import overlay
 
 _EIGHT = np.ones((3, 3), bool)
@@ -230,13 +230,8 @@ def main(argv: list[str] | None = None) -> int:
   cmp.add_argument('--pictures', type=int, default=6, help='scenes drawn')
   cmp.add_argument('--which', default='best', choices=('best', 'latest'))
   args = parser.parse_args(argv)
-  try:
-    print(results_table(compare(args.mask_workdir, args.fcn_workdir, args.out, args.pictures,
-                                which=args.which)))
-  except USER_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
+  return exit_code(lambda: print(results_table(compare(
+      args.mask_workdir, args.fcn_workdir, args.out, args.pictures, which=args.which))))
 
 
 if __name__ == '__main__':

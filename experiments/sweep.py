@@ -53,6 +53,7 @@ from typing import Any
 from cnn_jax.train.config import load_config, unknown_key_error, validate
 from cnn_jax.train.logging import read_metrics
 from cnn_jax.train.loop import train_and_evaluate
+from experiments.cli import exit_code
 
 
 def run_or_skip(config: Any, workdir: pathlib.Path, meta: dict, *, quiet: bool = True) -> dict:
@@ -479,10 +480,11 @@ def main(argv=None) -> int:
   rep.add_argument('--x', default='', help='axis on the x axis (default: first numeric axis)')
   rep.add_argument('--group', default='', help='axis whose values are the lines')
   args = p.parse_args(argv)
-  try:
+
+  def command() -> None:
     if args.command == 'report':
       report(pathlib.Path(args.sweep_dir), args.metric, args.at, args.x, args.group)
-      return 0
+      return
     if args.seeds < 1:
       raise ValueError(f'--seeds must be >= 1, got {args.seeds}.')
     axes = [parse_axis(a) for a in args.grid]
@@ -491,10 +493,8 @@ def main(argv=None) -> int:
     run_grid(args.config, axes, args.seeds, root, sets, num_seeds=args.num_seeds,
              quiet=not args.verbose)
     report(root)
-  except (ValueError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
+
+  return exit_code(command)
 
 
 if __name__ == '__main__':

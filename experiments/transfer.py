@@ -35,6 +35,7 @@ from cnn_jax.train import transfer
 from cnn_jax.train.config import load_config
 from cnn_jax.train.loop import build_model
 from cnn_jax.train.xla_cache import enable_compilation_cache
+from experiments.cli import exit_code
 from experiments.sweep import mean_std, run_or_skip
 
 MODES = ('scratch', 'features', 'partial', 'finetune')
@@ -143,17 +144,16 @@ def main(argv=None) -> int:
   rep = sub.add_parser('report', help='rebuild the table from finished runs')
   rep.add_argument('out_dir')
   args = parser.parse_args(argv)
-  try:
-    if args.command == 'run':
-      if args.data == 'folder' and not args.data_root:
-        raise ValueError('--data folder needs --data-root DIR (train/ and test/ class folders).')
-      run(args)
-    else:
+
+  def command() -> None:
+    if args.command == 'report':
       report(pathlib.Path(args.out_dir))
-  except (ValueError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
+      return
+    if args.data == 'folder' and not args.data_root:
+      raise ValueError('--data folder needs --data-root DIR (train/ and test/ class folders).')
+    run(args)
+
+  return exit_code(command)
 
 
 if __name__ == '__main__':
