@@ -16,6 +16,12 @@ os.environ['JAX_PLATFORMS'] = 'cpu'
 if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                              ' --xla_force_host_platform_device_count=8').strip()
+# The 8 simulated devices are 8 threads that meet at every collective; XLA aborts
+# the process when one waits 40 s (its default), which a pmap step can on 2 loaded
+# cores with two xdist workers (a worker crashed so twice, 2026-12-06).
+_TIMEOUT = '--xla_cpu_collective_call_terminate_timeout_seconds'
+if _TIMEOUT not in os.environ['XLA_FLAGS']:
+  os.environ['XLA_FLAGS'] += f' {_TIMEOUT}=900'
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
