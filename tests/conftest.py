@@ -17,8 +17,9 @@ if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', '
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                              ' --xla_force_host_platform_device_count=8').strip()
 # The 8 simulated devices are 8 threads that meet at every collective; XLA aborts
-# the process when one waits 40 s (its default), which a pmap step can on 2 loaded
-# cores with two xdist workers (a worker crashed so twice, 2026-12-06).
+# the process when one waits 40 s (its default), which 2 loaded cores shared by two
+# xdist workers can approach. (The worker aborts seen on 2026-12-06 were in an
+# eager cross-device gather, removed by parallel.first_replica; this is a margin.)
 _TIMEOUT = '--xla_cpu_collective_call_terminate_timeout_seconds'
 if _TIMEOUT not in os.environ['XLA_FLAGS']:
   os.environ['XLA_FLAGS'] += f' {_TIMEOUT}=900'
