@@ -97,15 +97,25 @@ def test_bfloat16_compute_traces_train_step_and_inference():
   assert (det['boxes'].shape, det['masks'].shape[:2]) == ((2, 5, 4), (2, 5))
 
 
-@pytest.fixture(scope='module')
-def mask_rcnn_run(tmp_path_factory):
+def _mask_rcnn_config():
   c = load_config('mask_rcnn', 'steps=3')
   c.model.kwargs = ml_collections.ConfigDict(two_stage_kwargs(mask_layers=(8,)))
   c.data.num_train, c.data.num_eval, c.data.image_size = 16, 8, 32
   c.batch_size, c.eval_batch_size = 4, 8
   c.log_every, c.eval_every, c.checkpoint_every, c.num_devices = 1, 0, 3, 1
-  workdir = tmp_path_factory.mktemp('mask_rcnn')
-  return c, loop.train_and_evaluate(c, workdir, quiet=True), workdir
+  return c
+
+
+@pytest.fixture(scope='module')
+def mask_rcnn_run(run_once):
+  """``(config, result, workdir)`` of a 3-step run, trained once for both xdist workers."""
+
+  def train(folder):
+    result = loop.train_and_evaluate(_mask_rcnn_config(), folder / 'run', quiet=True)
+    return {k: result[k] for k in ('steps', 'train', 'eval')}
+
+  result = run_once('mask-rcnn-run', train)
+  return _mask_rcnn_config(), result, run_once.folder('mask-rcnn-run') / 'run'
 
 
 def test_mask_rcnn_trains_and_evaluates_masks(mask_rcnn_run):

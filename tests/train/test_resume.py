@@ -84,12 +84,17 @@ def _rows(workdir):
 
 
 @pytest.fixture(scope='module')
-def uninterrupted(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('uninterrupted')
-  r = subprocess.run(_args(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True,
-                     timeout=300)
-  assert r.returncode == 0, r.stderr
-  return workdir
+def uninterrupted(run_once):
+  """The reference run, trained once for both xdist workers (its tests only read it)."""
+
+  def train(folder):
+    r = subprocess.run(_args(folder / 'run'), cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.returncode
+
+  run_once('resume-uninterrupted', train)
+  return run_once.folder('resume-uninterrupted') / 'run'
 
 
 def _assert_same_run(a, b, steps=STEPS):
