@@ -1,5 +1,6 @@
 """YOLO and FCN train from every annotated-data format, with no code change: COCO, VOC,
-a mask folder and tfds (mock), two steps each; COCO and the mask folder through the CLI."""
+a mask folder and tfds (mock), two steps each; COCO and the mask folder through the CLI;
+Mask R-CNN (boxes and instance masks) from COCO."""
 
 import math
 import os
@@ -44,9 +45,9 @@ def _two_steps(config, workdir):
 def _check(result, config_name):
   assert result['steps'] == 2 and math.isfinite(result['train']['loss'])
   m = result['eval']
-  headline = m[{'detect': 'mAP50', 'segment': 'mean_iou'}[config_name]]
+  headline = m[{'detect': 'mAP50', 'segment': 'mean_iou', 'mask_rcnn': 'mask_AP50'}[config_name]]
   assert 0.0 <= headline <= 1.0 or math.isnan(headline)
-  if config_name == 'detect':
+  if config_name in ('detect', 'mask_rcnn'):
     assert 'coco_AP' in m and 'coco_AP50' in m  # COCOeval ran, in original pixels
 
 
@@ -61,6 +62,16 @@ def test_trains_from_files(datasets, tmp_path, config_name, name):
     want = 21 if config_name == 'segment' else 20  # + background
     assert result['eval'].get('count', 4) == 4
     assert len([k for k in result['eval'] if k.startswith(('iou_', 'ap50_'))]) == want
+
+
+@pytest.mark.slow
+def test_mask_rcnn_trains_from_coco_instances(datasets, tmp_path):
+  """The two-stage family reads boxes and per-instance masks from COCO JSON files too."""
+  c = tiny('mask_rcnn')
+  _data(c, 'coco', datasets / 'coco')
+  result = _two_steps(c, tmp_path)
+  _check(result, 'mask_rcnn')
+  assert math.isfinite(result['train']['mask']) and 'mask_AP' in result['eval']
 
 
 @pytest.mark.parametrize('config_name,tfds_name', [('detect', 'voc/2007'),

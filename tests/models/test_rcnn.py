@@ -4,7 +4,6 @@ few training steps of Mask R-CNN (RPN, RoIAlign, box and mask heads) through the
 import math
 
 import jax
-import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ from cnn_jax.models.rcnn import roi_targets, rpn_targets
 from cnn_jax.ops import anchors as anchor_ops
 from cnn_jax.tasks import get_task
 from cnn_jax.train import loop
-from cnn_jax.train.config import load_config
-from tests.tasks.configs import two_stage_kwargs
+from tests.tasks.configs import tiny, two_stage_kwargs
 
 
 def _param_count(model, size=64):
@@ -98,12 +96,7 @@ def test_bfloat16_compute_traces_train_step_and_inference():
 
 
 def _mask_rcnn_config():
-  c = load_config('mask_rcnn', 'steps=3')
-  c.model.kwargs = ml_collections.ConfigDict(two_stage_kwargs(mask_layers=(8,)))
-  c.data.num_train, c.data.num_eval, c.data.image_size = 16, 8, 32
-  c.batch_size, c.eval_batch_size = 4, 8
-  c.log_every, c.eval_every, c.checkpoint_every, c.num_devices = 1, 0, 3, 1
-  return c
+  return tiny('mask_rcnn', num_steps=3, eval_every=0, checkpoint_every=3, num_devices=1)
 
 
 @pytest.fixture(scope='module')

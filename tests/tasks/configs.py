@@ -1,5 +1,7 @@
 """Tiny versions of the task configs, shared by the task tests (seconds, not minutes)."""
 
+import ml_collections
+
 from cnn_jax.train.config import load_config
 
 # One run length for every use of a task config (the shared runs, the 8-device
@@ -60,6 +62,11 @@ def tiny(name: str, **top):
     c.model.kwargs.update(kw)
     c.data.num_train, c.data.num_eval, c.data.image_size = 64, 16, 32
     c.batch_size, c.eval_batch_size = 8, 16
+  elif name == 'mask_rcnn':  # not a shared run: tests/models/test_rcnn.py, the COCO test
+    c = load_config('mask_rcnn', f'steps={STEPS}')
+    c.model.kwargs = ml_collections.ConfigDict(two_stage_kwargs(mask_layers=(8,)))
+    c.data.num_train, c.data.num_eval, c.data.image_size = 16, 8, 32
+    c.batch_size, c.eval_batch_size = 4, 8
   elif name in ('localise', 'landmarks'):
     c = load_config(name, f'steps={STEPS}')
     c.data.num_train, c.data.num_eval, c.data.image_size = 128, 32, 32
