@@ -9,31 +9,32 @@ import json
 import os
 import pathlib
 
+from cnn_jax import xla_defaults
+
 # Forced, not defaulted: a shell exporting JAX_PLATFORMS=cuda must not move the suite.
 os.environ['JAX_PLATFORMS'] = 'cpu'
-# Multi-device tests (data parallel, pmap) need several CPU devices; the rest
-# of the suite only ever uses device 0.
-if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             ' --xla_force_host_platform_device_count=8').strip()
-# The 8 simulated devices are 8 threads that meet at every collective; XLA aborts
-# the process when one waits 40 s (its default), which 2 loaded cores shared by two
-# xdist workers can approach. (The worker aborts seen on 2026-12-06 were in an
-# eager cross-device gather, removed by parallel.first_replica; this is a margin.)
-_TIMEOUT = '--xla_cpu_collective_call_terminate_timeout_seconds'
-if _TIMEOUT not in os.environ['XLA_FLAGS']:
-  os.environ['XLA_FLAGS'] += f' {_TIMEOUT}=900'
-# Most of the suite's time is XLA compiling small programs, and most of a CPU
-# compile is LLVM optimising the generated kernels. Measured 2026-12-06 (2-core
-# Xeon, cold cache), LLVM level 2 (XLA's default) / 1 / 0: the conv hypothesis
-# tests 62 / 35 / 28 s, three end-to-end training tests 62 / 41 / 39 s, but the
-# style-transfer L-BFGS test 6 / 6 / 32 s (level 0's kernels run slowly). The
-# tests check values, not speed, and XLA's graph passes (fusion, layout) run at
-# every level; a user's own XLA_FLAGS naming the level wins (=2: the kernels
-# users run).
-_OPT = '--xla_backend_optimization_level'
-if _OPT not in os.environ['XLA_FLAGS']:
-  os.environ['XLA_FLAGS'] += f' {_OPT}=1'
+_TEST_FLAGS = (
+    # Multi-device tests (data parallel, pmap) need several CPU devices; the rest
+    # of the suite only ever uses device 0.
+    '--xla_force_host_platform_device_count=8',
+    # The 8 simulated devices are 8 threads that meet at every collective; XLA aborts
+    # the process when one waits 40 s (its default), which 2 loaded cores shared by two
+    # xdist workers can approach. (The worker aborts seen on 2026-12-06 were in an
+    # eager cross-device gather, removed by parallel.first_replica; this is a margin.)
+    '--xla_cpu_collective_call_terminate_timeout_seconds=900',
+    # Most of the suite's time is XLA compiling small programs, and most of a CPU
+    # compile is LLVM optimising the generated kernels. Measured 2026-12-06 (2-core
+    # Xeon, cold cache), LLVM level 2 (XLA's default) / 1 / 0: the conv hypothesis
+    # tests 62 / 35 / 28 s, three end-to-end training tests 62 / 41 / 39 s, but the
+    # style-transfer L-BFGS test 6 / 6 / 32 s (level 0's kernels run slowly). The
+    # tests check values, not speed, and XLA's graph passes (fusion, layout) run at
+    # every level.
+    '--xla_backend_optimization_level=1',
+)
+# A flag the user's own XLA_FLAGS names keeps the user's value (e.g. level 2: the
+# kernels users run).
+os.environ['XLA_FLAGS'] = xla_defaults.with_defaults(os.environ.get('XLA_FLAGS', ''),
+                                                     _TEST_FLAGS)
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
@@ -70,11 +71,8 @@ def run_once(tmp_path_factory, worker_id):
   base = tmp_path_factory.getbasetemp()
   root = base.parent if worker_id != 'master' else base  # parent: shared by this run's workers
 
-  def folder(name):
-    return root / f'shared-{name}'
-
   def run(name, fn):
-    folder = run.folder(name)
+    folder = root / f'shared-{name}'
     with open(root / f'shared-{name}.lock', 'w') as lock:
       fcntl.flock(lock, fcntl.LOCK_EX)
       done = folder / 'result.json'
@@ -83,7 +81,6 @@ def run_once(tmp_path_factory, worker_id):
         done.write_text(json.dumps(fn(folder)))
       return json.loads(done.read_text())
 
-  run.folder = folder
   return run
 
 
@@ -106,10 +103,11 @@ def task_runs(run_once):
         raise KeyError(f'{name!r} is not a shared run; add it to SHARED_RUNS')
 
       def train(folder):
-        result = loop.train_and_evaluate(tiny(name, num_devices=1), folder / 'run', quiet=True)
-        return {k: result[k] for k in ('eval', 'headline', 'best_step', 'steps')}
+        result = loop.train_and_evaluate(tiny(name, num_devices=1), folder, quiet=True)
+        return {'workdir': str(folder),
+                **{k: result[k] for k in ('eval', 'headline', 'best_step', 'steps')}}
 
       result = run_once(f'task-run-{name}', train)
-      return run_once.folder(f'task-run-{name}') / 'run', result
+      return pathlib.Path(result['workdir']), result
 
   return Runs()

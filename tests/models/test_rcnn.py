@@ -2,6 +2,7 @@
 few training steps of Mask R-CNN (RPN, RoIAlign, box and mask heads) through the loop."""
 
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -95,20 +96,17 @@ def test_bfloat16_compute_traces_train_step_and_inference():
   assert (det['boxes'].shape, det['masks'].shape[:2]) == ((2, 5, 4), (2, 5))
 
 
-def _mask_rcnn_config():
-  return tiny('mask_rcnn', num_steps=3, eval_every=0, checkpoint_every=3, num_devices=1)
-
-
 @pytest.fixture(scope='module')
 def mask_rcnn_run(run_once):
   """``(config, result, workdir)`` of a 3-step run, trained once for both xdist workers."""
+  c = tiny('mask_rcnn', num_steps=3, eval_every=0, checkpoint_every=3, num_devices=1)
 
   def train(folder):
-    result = loop.train_and_evaluate(_mask_rcnn_config(), folder / 'run', quiet=True)
-    return {k: result[k] for k in ('steps', 'train', 'eval')}
+    result = loop.train_and_evaluate(c, folder, quiet=True)
+    return {'workdir': str(folder), **{k: result[k] for k in ('steps', 'train', 'eval')}}
 
   result = run_once('mask-rcnn-run', train)
-  return _mask_rcnn_config(), result, run_once.folder('mask-rcnn-run') / 'run'
+  return c, result, pathlib.Path(result['workdir'])
 
 
 def test_mask_rcnn_trains_and_evaluates_masks(mask_rcnn_run):

@@ -88,13 +88,12 @@ def uninterrupted(run_once):
   """The reference run, trained once for both xdist workers (its tests only read it)."""
 
   def train(folder):
-    r = subprocess.run(_args(folder / 'run'), cwd=ROOT, env=_env(), capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(_args(folder), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr
-    return r.returncode
+    return str(folder)
 
-  run_once('resume-uninterrupted', train)
-  return run_once.folder('resume-uninterrupted') / 'run'
+  return pathlib.Path(run_once('resume-uninterrupted', train))
 
 
 def _assert_same_run(a, b, steps=STEPS):
