@@ -37,7 +37,8 @@ def with_defaults(user_flags: str, defaults: Sequence[str] = DEFAULTS) -> str:
   return ' '.join([f for f in defaults if _name(f) not in named] + user_flags.split())
 
 
-def _measured_jaxlib() -> bool:
+def measured_jaxlib() -> bool:
+  """Whether the installed jaxlib is one the experimental flags here were measured on."""
   try:
     version = importlib.metadata.version('jaxlib')
   except importlib.metadata.PackageNotFoundError:
@@ -47,7 +48,7 @@ def _measured_jaxlib() -> bool:
 
 def apply(environ: MutableMapping[str, str] = os.environ) -> str:
   """Puts the defaults into ``environ['XLA_FLAGS']`` (see the module doc); returns its value."""
-  if environ.get(SWITCH, '1') != '0' and _measured_jaxlib():
+  if environ.get(SWITCH, '1') != '0' and measured_jaxlib():
     flags = with_defaults(environ.get('XLA_FLAGS', ''))
     if flags:
       environ['XLA_FLAGS'] = flags

@@ -34,7 +34,7 @@ def test_apply_edits_the_environment_unless_switched_off(monkeypatch):
   assert xla_defaults.apply({'XLA_FLAGS': '--xla_dump_to=/tmp/d'}) == '--xla_dump_to=/tmp/d'
 
 
-@pytest.mark.skipif(not xla_defaults._measured_jaxlib(), reason='defaults not measured here')
+@pytest.mark.skipif(not xla_defaults.measured_jaxlib(), reason='defaults not measured here')
 def test_importing_cnn_jax_applied_them_to_this_process():
   # conftest set the device-count flag before cnn_jax was imported; both are there.
   flags = os.environ['XLA_FLAGS']
