@@ -3,17 +3,16 @@ a mask folder and tfds (mock), two steps each; COCO and the mask folder through 
 Mask R-CNN (boxes and instance masks) from COCO."""
 
 import math
-import os
 import pathlib
 import subprocess
 import sys
 
-import jax
 import pytest
 
 from cnn_jax.train import loop
 from cnn_jax.train.logging import read_metrics
 from tests.data import annotated_files as files
+from tests.subprocess_env import subprocess_env
 from tests.tasks.configs import cli_overrides, tiny
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -86,12 +85,6 @@ def test_trains_from_tfds(tmp_path, config_name, tfds_name):
   _check(result, config_name)
 
 
-def _cli_env():
-  # This process's XLA flags and compile cache, so the CLI reuses compiled programs.
-  return dict(os.environ, JAX_PLATFORMS='cpu',
-              CNN_JAX_COMPILATION_CACHE=jax.config.jax_compilation_cache_dir)
-
-
 @pytest.mark.parametrize('config_name,name,folder', [('detect', 'coco', 'coco'),
                                                      ('segment', 'mask_folder', 'masks')])
 def test_trains_through_the_cli(datasets, tmp_path, config_name, name, folder):
@@ -105,7 +98,7 @@ def test_trains_through_the_cli(datasets, tmp_path, config_name, name, folder):
   if name == 'coco':
     args += ['--config.data.train_ann=annotations/instances_train.json',
              f'--config.data.eval_ann={datasets / folder / "annotations/instances_val.json"}']
-  r = subprocess.run(args, cwd=ROOT, env=_cli_env(), capture_output=True, text=True,
+  r = subprocess.run(args, cwd=ROOT, env=subprocess_env(devices=None), capture_output=True, text=True,
                      timeout=300)
   assert r.returncode == 0, r.stderr
   assert 'after 2 steps' in r.stdout, r.stdout

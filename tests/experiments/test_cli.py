@@ -1,19 +1,17 @@
 """The experiment scripts' shared command line: one-line errors, exit status 2."""
 
-import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from tests.subprocess_env import subprocess_env
 
 ROOT = pathlib.Path(__file__).parents[2]
 
 
 def script(module, *args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
-  return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=env,
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=subprocess_env(),
                         capture_output=True, text=True, timeout=120)
 
 

@@ -1,7 +1,6 @@
 """Neural style transfer: hand-computed costs, the loss decreases, outputs, weights, errors."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from PIL import Image
 from cnn_jax.models import weights as weights_lib
 from cnn_jax.train.config import CONFIG_DIR, load_config
 from experiments import style_transfer as st
+from tests.subprocess_env import subprocess_env
 
 
 def _tiny_cfg(**overrides):
@@ -123,7 +123,7 @@ def test_cli_reports_a_missing_image_in_one_line(tmp_path):
        '--config=configs/style_transfer.py:size=32,steps=1',
        f'--config.content={tmp_path / "nope.jpg"}', f'--out_dir={tmp_path / "out"}'],
       capture_output=True, text=True, cwd=str(CONFIG_DIR.parent),
-      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+      env=subprocess_env())
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith("error: image '")
   assert 'does not exist' in proc.stderr

@@ -1,7 +1,6 @@
 """Faults the loop survives or names in one line: damaged checkpoints, bad workdirs, models."""
 
 import hashlib
-import os
 import pathlib
 import subprocess
 import sys
@@ -14,14 +13,13 @@ from cnn_jax import models
 from cnn_jax.importing import load_object
 from cnn_jax.train import loop, optim
 from cnn_jax.train.state import create_train_state
+from tests.subprocess_env import subprocess_env
 from tests.train.test_loop import tiny_config
 
 ROOT = pathlib.Path(__file__).parents[2]
 
 
 def _cli(workdir, *extra):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
   return subprocess.run(
       [sys.executable, '-m', 'cnn_jax.main', '--config=configs/synthetic_cnn.py',
        f'--workdir={workdir}', '--quiet', '--config.num_steps=30',
@@ -29,7 +27,7 @@ def _cli(workdir, *extra):
        '--config.data.num_classes=4', '--config.model.kwargs.widths=(4,8)',
        '--config.batch_size=32', '--config.eval_batch_size=64', '--config.checkpoint_every=10',
        '--config.log_every=10', '--config.eval_every=0', *extra],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
 
 
 def _damage(step_dir: pathlib.Path, how: str) -> None:

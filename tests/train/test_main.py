@@ -1,20 +1,19 @@
 """The CLI: a real run, and one-line errors with a non-zero exit for bad input."""
 
-import os
 import re
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from tests.subprocess_env import subprocess_env
 
 ROOT = pathlib.Path(__file__).parents[2]
 
 
 def cli(*args, timeout=240):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
-  return subprocess.run([sys.executable, '-m', 'cnn_jax.main', *args], cwd=ROOT, env=env,
+  return subprocess.run([sys.executable, '-m', 'cnn_jax.main', *args], cwd=ROOT,
+                        env=subprocess_env(),
                         capture_output=True, text=True, timeout=timeout)
 
 

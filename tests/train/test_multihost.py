@@ -1,7 +1,6 @@
 """Two processes on localhost (2 CPU devices each) train, checkpoint and resume."""
 
 import json
-import os
 import pathlib
 import re
 import signal
@@ -13,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from tests.subprocess_env import subprocess_env
 
 ROOT = pathlib.Path(__file__).parents[2]
 
@@ -26,8 +26,7 @@ def _free_port() -> int:
 def _start(workdir, steps, parallel='jit', processes=2, extra=()):
   """Starts ``processes`` processes with 4 // processes CPU devices each: 4 devices in all."""
   port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={4 // processes}')
+  env = subprocess_env(devices=4 // processes)
   common = ['--config=configs/synthetic_cnn.py', f'--workdir={workdir}', '--quiet',
             f'--config.num_steps={steps}', '--config.data.num_train=256',
             '--config.data.num_eval=100', '--config.model.kwargs.widths=(8,)',

@@ -1,7 +1,6 @@
 """Exact resume after SIGKILL (every task), checkpoint on SIGTERM, mismatched configs, NaN."""
 
 import json
-import os
 import pathlib
 import re
 import signal
@@ -16,6 +15,7 @@ import pytest
 
 from cnn_jax.train import loop
 from tests.tasks.configs import STEPS as TASK_STEPS, TASK_CONFIGS, cli_overrides
+from tests.subprocess_env import subprocess_env
 from tests.train.test_loop import tiny_config
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -37,21 +37,6 @@ def _task_args(name, workdir):
           f'--workdir={workdir}', '--quiet', *cli_overrides(name), '--config.num_devices=1']
 
 
-def _env():
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
-  return env
-
-
-def _task_env():
-  """This process's XLA flags and compilation cache: the programs of the shared runs are reused.
-
-  (XLA flags are part of the cache key, so they must match this process's.)
-  """
-  return dict(os.environ, JAX_PLATFORMS='cpu',
-              CNN_JAX_COMPILATION_CACHE=jax.config.jax_compilation_cache_dir)
-
-
 def _committed(workdir):
   folder = pathlib.Path(workdir) / 'checkpoints'
   return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
@@ -59,7 +44,7 @@ def _committed(workdir):
 
 def _run_until_checkpoint(workdir, sig, min_step=80, args=None, env=None):
   """Starts a run and sends ``sig`` once a checkpoint at >= min_step is committed."""
-  proc = subprocess.Popen(args or _args(workdir), cwd=ROOT, env=env or _env(),
+  proc = subprocess.Popen(args or _args(workdir), cwd=ROOT, env=env or subprocess_env(),
                           stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
@@ -88,7 +73,7 @@ def uninterrupted(run_once):
   """The reference run, trained once for both xdist workers (its tests only read it)."""
 
   def train(folder):
-    r = subprocess.run(_args(folder), cwd=ROOT, env=_env(), capture_output=True, text=True,
+    r = subprocess.run(_args(folder), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
     return str(folder)
@@ -115,7 +100,7 @@ def jax_leaves(tree):
 def test_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
   code, _, _ = _run_until_checkpoint(tmp_path, signal.SIGKILL)
   assert code == -signal.SIGKILL
-  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=_env(), capture_output=True, text=True,
+  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
                      timeout=300)
   assert r.returncode == 0, r.stderr
   _assert_same_run(uninterrupted, tmp_path)
@@ -135,9 +120,9 @@ def test_every_task_resumes_bit_identically_after_sigkill(name, task_runs, tmp_p
   whole, first = task_runs[name]
   killed = tmp_path / 'killed'
   code, _, err = _run_until_checkpoint(killed, signal.SIGKILL, min_step=15,
-                                       args=_task_args(name, killed), env=_task_env())
+                                       args=_task_args(name, killed), env=subprocess_env(devices=None))
   assert code == -signal.SIGKILL, err
-  r = subprocess.run(_task_args(name, killed), cwd=ROOT, env=_task_env(), capture_output=True,
+  r = subprocess.run(_task_args(name, killed), cwd=ROOT, env=subprocess_env(devices=None), capture_output=True,
                      text=True, timeout=400)
   assert r.returncode == 0, r.stderr
   assert 'resumed at step' in r.stdout, r.stdout
@@ -156,7 +141,7 @@ def test_sigterm_saves_and_exits_143(uninterrupted, tmp_path):
   assert 'stopped by SIGTERM after step' in err and 'rerun the same command' in err
   stopped_at = int(err.split('after step ')[1].split(';')[0])
   assert stopped_at in _committed(tmp_path)
-  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=_env(), capture_output=True, text=True,
+  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
                      timeout=300)
   assert r.returncode == 0, r.stderr
   _assert_same_run(uninterrupted, tmp_path)
@@ -167,7 +152,7 @@ def test_mismatched_config_is_an_error_not_a_reinit(uninterrupted):
   before = _committed(uninterrupted)
   config_json = (uninterrupted / 'config.json').read_text()
   r = subprocess.run(_args(uninterrupted, '--config.data.num_classes=4'), cwd=ROOT,
-                     env=_env(), capture_output=True, text=True, timeout=300)
+                     env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert r.returncode == 2
   assert 'does not match this config' in r.stderr and 'has shape' in r.stderr
   assert re.search(r'params/fc/(bias|kernel) has shape \((16, )?10,?\) in the checkpoint '
