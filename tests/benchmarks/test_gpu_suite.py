@@ -55,7 +55,7 @@ def test_smoke_writes_every_part(smoke):
   assert '| cnn_jax speedrun (1.0 epochs, float32, loop=step) | cpu | 1 |' in md
   assert md.count('| resnet8 | 8 | float32 |') == 1
   assert '| r20.s3.3x3 | float32 | fwd |' in md and '| r20.s3.3x3 | float32 | fwd+bwd |' in md
-  assert '| resnet8 | 4 | float32 | 2 |' in md
+  assert '| resnet8 | 8 | float32 | 2 |' in md
 
 
 def test_a_failing_unit_is_recorded_and_the_rest_run_while_time_lasts():
