@@ -53,7 +53,8 @@ def test_smoke_writes_every_part(smoke):
 
   assert '| airbench94_muon (quoted in issue 19; not run here) | NVIDIA H100 |' in md
   assert '| cnn_jax speedrun (1.0 epochs, float32, loop=step) | cpu | 1 |' in md
-  assert md.count('| resnet8 | 8 | float32 |') == 1
+  # One throughput row and one seeds row (K=2), both ResNet-8 at batch 8.
+  assert md.count('| resnet8 | 8 | float32 |') == 2
   assert '| r20.s3.3x3 | float32 | fwd |' in md and '| r20.s3.3x3 | float32 | fwd+bwd |' in md
   assert '| resnet8 | 8 | float32 | 2 |' in md
 
