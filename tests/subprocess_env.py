@@ -1,7 +1,11 @@
-"""The environment of a test's subprocess: CPU, the suite's XLA flags and compilation cache."""
+"""Test subprocesses: CPU, the suite's XLA flags and compilation cache, the repository root."""
 
 import os
+import pathlib
+import subprocess
+import sys
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 _DEVICES = '--xla_force_host_platform_device_count'
 
 
@@ -18,3 +22,16 @@ def subprocess_env(devices: int | None = 1) -> dict[str, str]:
   if devices is not None:
     flags = [f for f in flags if not f.startswith(_DEVICES)] + [f'{_DEVICES}={devices}']
   return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=' '.join(flags))
+
+
+def module_command(module: str, *args: str) -> list[str]:
+  """``python -m module *args`` with this interpreter."""
+  return [sys.executable, '-m', module, *args]
+
+
+def run_module(module: str, *args: str, devices: int | None = 1,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs ``python -m module *args`` in the repository root, in :func:`subprocess_env`;
+  stdout and stderr are captured as text."""
+  return subprocess.run(module_command(module, *args), cwd=ROOT, env=subprocess_env(devices),
+                        capture_output=True, text=True, timeout=timeout)

@@ -3,19 +3,15 @@ a mask folder and tfds (mock), two steps each; COCO and the mask folder through 
 Mask R-CNN (boxes and instance masks) from COCO."""
 
 import math
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
 from cnn_jax.train import loop
 from cnn_jax.train.logging import read_metrics
 from tests.data import annotated_files as files
-from tests.subprocess_env import subprocess_env
+from tests.subprocess_env import run_module
 from tests.tasks.configs import cli_overrides, tiny
 
-ROOT = pathlib.Path(__file__).parents[2]
 
 @pytest.fixture(scope='module')
 def datasets(tmp_path_factory):
@@ -88,7 +84,7 @@ def test_trains_from_tfds(tmp_path, config_name, tfds_name):
 @pytest.mark.parametrize('config_name,name,folder', [('detect', 'coco', 'coco'),
                                                      ('segment', 'mask_folder', 'masks')])
 def test_trains_through_the_cli(datasets, tmp_path, config_name, name, folder):
-  args = [sys.executable, '-m', 'cnn_jax.main', f'--config=configs/{config_name}.py',
+  args = [f'--config=configs/{config_name}.py',
           f'--workdir={tmp_path}', '--quiet', *cli_overrides(config_name),
           f'--config.data.name={name}', f'--config.data.root={datasets / folder}',
           '--config.data.train_split=train', '--config.data.eval_split=val',
@@ -98,8 +94,7 @@ def test_trains_through_the_cli(datasets, tmp_path, config_name, name, folder):
   if name == 'coco':
     args += ['--config.data.train_ann=annotations/instances_train.json',
              f'--config.data.eval_ann={datasets / folder / "annotations/instances_val.json"}']
-  r = subprocess.run(args, cwd=ROOT, env=subprocess_env(devices=None), capture_output=True, text=True,
-                     timeout=300)
+  r = run_module('cnn_jax.main', *args, devices=None)
   assert r.returncode == 0, r.stderr
   assert 'after 2 steps' in r.stdout, r.stdout
   if name == 'coco':

@@ -1,18 +1,12 @@
 """The experiment scripts' shared command line: one-line errors, exit status 2."""
 
-import pathlib
-import subprocess
-import sys
-
 import pytest
-from tests.subprocess_env import subprocess_env
 
-ROOT = pathlib.Path(__file__).parents[2]
+from tests.subprocess_env import run_module
 
 
 def script(module, *args):
-  return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=subprocess_env(),
-                        capture_output=True, text=True, timeout=120)
+  return run_module(module, *args, timeout=120)
 
 
 @pytest.mark.parametrize('module,args,message', [

@@ -1,8 +1,6 @@
 """Neural style transfer: hand-computed costs, the loss decreases, outputs, weights, errors."""
 
 import json
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +10,9 @@ import pytest
 from PIL import Image
 
 from cnn_jax.models import weights as weights_lib
-from cnn_jax.train.config import CONFIG_DIR, load_config
+from cnn_jax.train.config import load_config
 from experiments import style_transfer as st
-from tests.subprocess_env import subprocess_env
+from tests.subprocess_env import run_module
 
 
 def _tiny_cfg(**overrides):
@@ -118,12 +116,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
 
 
 def test_cli_reports_a_missing_image_in_one_line(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.style_transfer',
-       '--config=configs/style_transfer.py:size=32,steps=1',
-       f'--config.content={tmp_path / "nope.jpg"}', f'--out_dir={tmp_path / "out"}'],
-      capture_output=True, text=True, cwd=str(CONFIG_DIR.parent),
-      env=subprocess_env())
+  proc = run_module('experiments.style_transfer',
+                    '--config=configs/style_transfer.py:size=32,steps=1',
+                    f'--config.content={tmp_path / "nope.jpg"}', f'--out_dir={tmp_path / "out"}')
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith("error: image '")
   assert 'does not exist' in proc.stderr

@@ -5,13 +5,11 @@ import json
 import pathlib
 import shutil
 import statistics
-import subprocess
-import sys
 
 import pytest
 
 from experiments import sweep as sw
-from tests.subprocess_env import subprocess_env
+from tests.subprocess_env import run_module
 
 # A tiny simple_cnn on synthetic shapes: 4 steps, a checkpoint and an evaluation every 2.
 TINY = ['--set', 'data.num_train=64', '--set', 'data.num_eval=32', '--set', 'batch_size=16',
@@ -257,11 +255,9 @@ def test_general_report_reads_a_depth_ablation_sweep(tmp_path, monkeypatch):
 
 
 def test_command_line_exit_status(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.sweep', 'run', '--config=configs/synthetic_cnn.py',
-       '--grid', 'optimizer.lrr=0.1,0.2', '--sweep-dir', str(tmp_path / 's')],
-      cwd=pathlib.Path(__file__).parents[2], env=subprocess_env(), capture_output=True, text=True,
-      timeout=120)
+  proc = run_module('experiments.sweep', 'run', '--config=configs/synthetic_cnn.py',
+                    '--grid', 'optimizer.lrr=0.1,0.2', '--sweep-dir', str(tmp_path / 's'),
+                    timeout=120)
   assert proc.returncode == 2
   assert proc.stderr == ("error: unknown config key 'optimizer.lrr'; did you mean "
                          "'optimizer.lr'?; valid keys of optimizer: b1, b2, grad_clip_norm, "

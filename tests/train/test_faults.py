@@ -2,8 +2,6 @@
 
 import hashlib
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -13,21 +11,18 @@ from cnn_jax import models
 from cnn_jax.importing import load_object
 from cnn_jax.train import loop, optim
 from cnn_jax.train.state import create_train_state
-from tests.subprocess_env import subprocess_env
+from tests.subprocess_env import run_module
 from tests.train.test_loop import tiny_config
-
-ROOT = pathlib.Path(__file__).parents[2]
 
 
 def _cli(workdir, *extra):
-  return subprocess.run(
-      [sys.executable, '-m', 'cnn_jax.main', '--config=configs/synthetic_cnn.py',
-       f'--workdir={workdir}', '--quiet', '--config.num_steps=30',
-       '--config.data.num_train=256', '--config.data.num_eval=64', '--config.data.image_size=16',
-       '--config.data.num_classes=4', '--config.model.kwargs.widths=(4,8)',
-       '--config.batch_size=32', '--config.eval_batch_size=64', '--config.checkpoint_every=10',
-       '--config.log_every=10', '--config.eval_every=0', *extra],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  return run_module(
+      'cnn_jax.main', '--config=configs/synthetic_cnn.py',
+      f'--workdir={workdir}', '--quiet', '--config.num_steps=30',
+      '--config.data.num_train=256', '--config.data.num_eval=64', '--config.data.image_size=16',
+      '--config.data.num_classes=4', '--config.model.kwargs.widths=(4,8)',
+      '--config.batch_size=32', '--config.eval_batch_size=64', '--config.checkpoint_every=10',
+      '--config.log_every=10', '--config.eval_every=0', *extra)
 
 
 def _damage(step_dir: pathlib.Path, how: str) -> None:

@@ -1,20 +1,14 @@
 """The CLI: a real run, and one-line errors with a non-zero exit for bad input."""
 
 import re
-import pathlib
-import subprocess
-import sys
 
 import pytest
-from tests.subprocess_env import subprocess_env
 
-ROOT = pathlib.Path(__file__).parents[2]
+from tests.subprocess_env import run_module
 
 
 def cli(*args, timeout=240):
-  return subprocess.run([sys.executable, '-m', 'cnn_jax.main', *args], cwd=ROOT,
-                        env=subprocess_env(),
-                        capture_output=True, text=True, timeout=timeout)
+  return run_module('cnn_jax.main', *args, timeout=timeout)
 
 
 def test_tiny_run_end_to_end(tmp_path):

@@ -1,20 +1,17 @@
 """Two processes on localhost (2 CPU devices each) train, checkpoint and resume."""
 
 import json
-import pathlib
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
-from tests.subprocess_env import subprocess_env
 
-ROOT = pathlib.Path(__file__).parents[2]
+from tests.subprocess_env import ROOT, module_command, subprocess_env
 
 
 def _free_port() -> int:
@@ -36,7 +33,7 @@ def _start(workdir, steps, parallel='jit', processes=2, extra=()):
   if processes > 1:
     common += [f'--config.distributed.coordinator_address=localhost:{port}',
                f'--config.distributed.num_processes={processes}']
-  procs = [subprocess.Popen([sys.executable, '-m', 'cnn_jax.main', *common] +
+  procs = [subprocess.Popen(module_command('cnn_jax.main', *common) +
                             ([f'--config.distributed.process_id={i}'] if processes > 1 else []),
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

@@ -5,7 +5,6 @@ import pathlib
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -14,27 +13,27 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cnn_jax.train import loop
+from tests.subprocess_env import ROOT, module_command, run_module, subprocess_env
 from tests.tasks.configs import STEPS as TASK_STEPS, TASK_CONFIGS, cli_overrides
-from tests.subprocess_env import subprocess_env
 from tests.train.test_loop import tiny_config
 
-ROOT = pathlib.Path(__file__).parents[2]
 STEPS = 240
 
 
 def _args(workdir, *extra):
-  return [sys.executable, '-m', 'cnn_jax.main', '--config=configs/synthetic_cnn.py',
-          f'--workdir={workdir}', '--quiet', f'--config.num_steps={STEPS}',
-          '--config.data.num_train=640', '--config.data.num_eval=150',
-          '--config.model.kwargs.widths=(8,16)', '--config.batch_size=64',
+  """``cnn_jax.main``'s flags for the synthetic run."""
+  return ['--config=configs/synthetic_cnn.py', f'--workdir={workdir}', '--quiet',
+          f'--config.num_steps={STEPS}', '--config.data.num_train=640',
+          '--config.data.num_eval=150', '--config.model.kwargs.widths=(8,16)',
+          '--config.batch_size=64',
           '--config.checkpoint_every=40', '--config.log_every=20', '--config.eval_every=80',
           *extra]
 
 
 def _task_args(name, workdir):
   """The shared run's tiny task config (tests/tasks/configs.py) as command-line flags."""
-  return [sys.executable, '-m', 'cnn_jax.main', f'--config=configs/{name}.py',
-          f'--workdir={workdir}', '--quiet', *cli_overrides(name), '--config.num_devices=1']
+  return [f'--config=configs/{name}.py', f'--workdir={workdir}', '--quiet',
+          *cli_overrides(name), '--config.num_devices=1']
 
 
 def _committed(workdir):
@@ -42,10 +41,10 @@ def _committed(workdir):
   return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
 
 
-def _run_until_checkpoint(workdir, sig, min_step=80, args=None, env=None):
-  """Starts a run and sends ``sig`` once a checkpoint at >= min_step is committed."""
-  proc = subprocess.Popen(args or _args(workdir), cwd=ROOT, env=env or subprocess_env(),
-                          stdout=subprocess.PIPE,
+def _run_until_checkpoint(workdir, sig, min_step=80, args=None, devices=1):
+  """Starts ``cnn_jax.main`` and sends ``sig`` once a checkpoint at >= min_step is committed."""
+  proc = subprocess.Popen(module_command('cnn_jax.main', *(args or _args(workdir))), cwd=ROOT,
+                          env=subprocess_env(devices), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
@@ -73,8 +72,7 @@ def uninterrupted(run_once):
   """The reference run, trained once for both xdist workers (its tests only read it)."""
 
   def train(folder):
-    r = subprocess.run(_args(folder), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                       timeout=300)
+    r = run_module('cnn_jax.main', *_args(folder))
     assert r.returncode == 0, r.stderr
     return str(folder)
 
@@ -100,8 +98,7 @@ def jax_leaves(tree):
 def test_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
   code, _, _ = _run_until_checkpoint(tmp_path, signal.SIGKILL)
   assert code == -signal.SIGKILL
-  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                     timeout=300)
+  r = run_module('cnn_jax.main', *_args(tmp_path))
   assert r.returncode == 0, r.stderr
   _assert_same_run(uninterrupted, tmp_path)
   rows = _rows(tmp_path)
@@ -120,10 +117,9 @@ def test_every_task_resumes_bit_identically_after_sigkill(name, task_runs, tmp_p
   whole, first = task_runs[name]
   killed = tmp_path / 'killed'
   code, _, err = _run_until_checkpoint(killed, signal.SIGKILL, min_step=15,
-                                       args=_task_args(name, killed), env=subprocess_env(devices=None))
+                                       args=_task_args(name, killed), devices=None)
   assert code == -signal.SIGKILL, err
-  r = subprocess.run(_task_args(name, killed), cwd=ROOT, env=subprocess_env(devices=None), capture_output=True,
-                     text=True, timeout=400)
+  r = run_module('cnn_jax.main', *_task_args(name, killed), devices=None, timeout=400)
   assert r.returncode == 0, r.stderr
   assert 'resumed at step' in r.stdout, r.stdout
   _assert_same_run(whole, killed, TASK_STEPS)  # params bit-identical, eval rows equal
@@ -141,8 +137,7 @@ def test_sigterm_saves_and_exits_143(uninterrupted, tmp_path):
   assert 'stopped by SIGTERM after step' in err and 'rerun the same command' in err
   stopped_at = int(err.split('after step ')[1].split(';')[0])
   assert stopped_at in _committed(tmp_path)
-  r = subprocess.run(_args(tmp_path), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                     timeout=300)
+  r = run_module('cnn_jax.main', *_args(tmp_path))
   assert r.returncode == 0, r.stderr
   _assert_same_run(uninterrupted, tmp_path)
 
@@ -151,8 +146,7 @@ def test_sigterm_saves_and_exits_143(uninterrupted, tmp_path):
 def test_mismatched_config_is_an_error_not_a_reinit(uninterrupted):
   before = _committed(uninterrupted)
   config_json = (uninterrupted / 'config.json').read_text()
-  r = subprocess.run(_args(uninterrupted, '--config.data.num_classes=4'), cwd=ROOT,
-                     env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  r = run_module('cnn_jax.main', *_args(uninterrupted, '--config.data.num_classes=4'))
   assert r.returncode == 2
   assert 'does not match this config' in r.stderr and 'has shape' in r.stderr
   assert re.search(r'params/fc/(bias|kernel) has shape \((16, )?10,?\) in the checkpoint '
