@@ -60,7 +60,7 @@ def check_divisible(size: int, devices: int, name: str) -> None:
                      f'of {devices}, e.g. --config.{name}={up}.')
 
 
-def _local_value(x: Any) -> np.ndarray:
+def host_value(x: Any) -> np.ndarray:
   """The host value of a replicated array, also of a global one spanning processes."""
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     return np.asarray(x.addressable_data(0))
@@ -122,14 +122,14 @@ class DataParallel:
   def _replicate_global(self, state: Any) -> Any:
     """Every process holds the same values: build each one's shards of a global array."""
     return jax.tree.map(lambda x: jax.make_array_from_callback(
-        x.shape, self.replicated, lambda idx, x=_local_value(x): x[idx]), state)
+        x.shape, self.replicated, lambda idx, x=host_value(x): x[idx]), state)
 
   def put_state(self, state: Any) -> Any:
     if self.mode == 'pmap':  # one stacked copy per local device
       n = len(self.local_devices)
       stacked = NamedSharding(Mesh(np.asarray(self.local_devices), (PMAP_AXIS,)), P(PMAP_AXIS))
       return jax.device_put(
-          jax.tree.map(lambda x: np.broadcast_to(_local_value(x), (n, *x.shape)), state),
+          jax.tree.map(lambda x: np.broadcast_to(host_value(x), (n, *x.shape)), state),
           stacked)
     if self.process_count > 1:
       return self._replicate_global(state)
