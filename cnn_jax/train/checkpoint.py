@@ -190,6 +190,20 @@ class _Manager(ocp.CheckpointManager):
       return None
 
 
+def _write_replicas_whole_on_cpu() -> None:
+  """Saves each replicated array from one replica when the devices are CPU threads.
+
+  orbax (0.12) splits a replicated array into one slice per replica, so that
+  accelerators copy to the host in parallel; it turns that off on GPU itself.
+  CPU devices share one memory, and each slice is a program compiled per
+  device: 128 compiles, 2 s, for FCN-8s' first save on 8 simulated devices.
+  orbax keeps its handlers in one global registry, hence a global (idempotent) choice.
+  """
+  if jax.default_backend() == 'cpu':
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+
+
 def _open_manager(directory: pathlib.Path, *, max_to_keep: int | None, keep_best: bool,
                   best_metric: str, best_mode: str, async_save: bool,
                   read_only: bool = False, also_best: Sequence[str] = ()
@@ -219,6 +233,7 @@ def _open_manager(directory: pathlib.Path, *, max_to_keep: int | None, keep_best
   # from the first save) is what makes item metadata readable in a fresh
   # process, before anything was saved: the mismatch check needs it.
   with _quiet():  # a damaged step's metadata must not fill the console on opening
+    _write_replicas_whole_on_cpu()  # (orbax logs a warning on every registration)
     return _Manager(directory, options=options, item_names=(_STATE, _DATA),
                     item_handlers={_STATE: ocp.StandardCheckpointHandler(),
                                    _DATA: ocp.JsonCheckpointHandler()})
