@@ -147,8 +147,9 @@ def test_config_args_and_loop_choice():
 
 
 def test_smoke_run(tmp_path):
+  # The GPU suite's smoke run (tests/benchmarks/test_gpu_suite.py) trains this
+  # config too, one seed: the same programs, compiled once for both.
   cfg = load_config('cifar_speedrun', 'smoke=True,epochs=1.0')
-  cfg.num_train, cfg.num_test, cfg.batch_size, cfg.eval_batch = 512, 200, 128, 128
   summary = speedrun.run(cfg, tmp_path, log=lambda _: None)
   assert len(summary['runs']) == 2 and summary['steps'] == 4 and summary['loop'] == 'step'
   for r in summary['runs']:
