@@ -2,6 +2,7 @@
 
 import hashlib
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -38,10 +39,26 @@ def _digest(folder: pathlib.Path) -> dict:
           for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
+@pytest.fixture(scope='module')
+def twenty_steps(run_once):
+  """A 20-step CLI run (checkpoints 10 and 20), trained once; each test damages a copy."""
+
+  def train(folder):
+    r = _cli(folder, '--config.num_steps=20')
+    assert r.returncode == 0, r.stderr
+    return str(folder)
+
+  return pathlib.Path(run_once('faults-twenty-steps', train))
+
+
+def _copy_run(run: pathlib.Path, to: pathlib.Path) -> pathlib.Path:
+  shutil.copytree(run, to, ignore=shutil.ignore_patterns('result.json'))
+  return to
+
+
 @pytest.mark.slow
-def test_unreadable_newest_checkpoint_resumes_from_the_one_before(tmp_path):
-  r = _cli(tmp_path, '--config.num_steps=20')
-  assert r.returncode == 0, r.stderr
+def test_unreadable_newest_checkpoint_resumes_from_the_one_before(twenty_steps, tmp_path):
+  tmp_path = _copy_run(twenty_steps, tmp_path / 'run')
   _damage(tmp_path / 'checkpoints' / '20', 'truncate')
   r = _cli(tmp_path)  # 30 steps: resumes from step 10 and finishes
   assert r.returncode == 0, r.stderr
@@ -56,9 +73,8 @@ def test_unreadable_newest_checkpoint_resumes_from_the_one_before(tmp_path):
 
 
 @pytest.mark.slow
-def test_no_readable_checkpoint_is_one_error_line(tmp_path):
-  r = _cli(tmp_path, '--config.num_steps=20')
-  assert r.returncode == 0, r.stderr
+def test_no_readable_checkpoint_is_one_error_line(twenty_steps, tmp_path):
+  tmp_path = _copy_run(twenty_steps, tmp_path / 'run')
   for step in (10, 20):
     _damage(tmp_path / 'checkpoints' / str(step), 'garbage')
   before = _digest(tmp_path)
