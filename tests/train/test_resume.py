@@ -95,9 +95,18 @@ def jax_leaves(tree):
 
 
 @pytest.mark.slow
-def test_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
-  code, _, _ = _run_until_checkpoint(tmp_path, signal.SIGKILL)
-  assert code == -signal.SIGKILL
+def test_sigterm_then_sigkill_then_same_command_is_bit_identical(uninterrupted, tmp_path):
+  """Stopped by SIGTERM (a checkpoint, exit 143), rerun, killed by SIGKILL, rerun: the same run.
+
+  One chain rather than two tests: each interruption costs a run of the CLI.
+  """
+  code, _, err = _run_until_checkpoint(tmp_path, signal.SIGTERM, min_step=40)
+  assert code == 143, err
+  assert 'stopped by SIGTERM after step' in err and 'rerun the same command' in err
+  stopped_at = int(err.split('after step ')[1].split(';')[0])
+  assert stopped_at in _committed(tmp_path)
+  code, _, err = _run_until_checkpoint(tmp_path, signal.SIGKILL, min_step=stopped_at + 40)
+  assert code == -signal.SIGKILL, err
   r = run_module('cnn_jax.main', *_args(tmp_path))
   assert r.returncode == 0, r.stderr
   _assert_same_run(uninterrupted, tmp_path)
@@ -128,18 +137,6 @@ def test_every_task_resumes_bit_identically_after_sigkill(name, task_runs, tmp_p
   assert (headline, int(step)) == (first['headline'], first['best_step'])
   assert headline == {'detect': 'mAP50', 'segment': 'mean_iou', 'face_verify': 'val_auc',
                       'composed_cifar': 'accuracy', 'faster_rcnn': 'mAP50'}[name]
-
-
-@pytest.mark.slow
-def test_sigterm_saves_and_exits_143(uninterrupted, tmp_path):
-  code, _, err = _run_until_checkpoint(tmp_path, signal.SIGTERM, min_step=40)
-  assert code == 143, err
-  assert 'stopped by SIGTERM after step' in err and 'rerun the same command' in err
-  stopped_at = int(err.split('after step ')[1].split(';')[0])
-  assert stopped_at in _committed(tmp_path)
-  r = run_module('cnn_jax.main', *_args(tmp_path))
-  assert r.returncode == 0, r.stderr
-  _assert_same_run(uninterrupted, tmp_path)
 
 
 @pytest.mark.slow
