@@ -251,8 +251,10 @@ def receptive_field(model: nn.Module, variables: Any, layer: str, *,
   # Two markers, unioned: NaN passes tanh/sigmoid and sums but XLA's vectorised
   # max reductions may drop it; +inf with every parameter made positive
   # (|p| + 1: a monotone network, no inf - inf) passes max pooling and ReLU.
-  positive = jax.tree.map(lambda p: jnp.abs(p) + 1 if jnp.issubdtype(p.dtype, jnp.floating)
-                          else p, variables)
+  positive = jax.jit(lambda v: jax.tree.map(
+      lambda p: jnp.abs(p) + 1 if jnp.issubdtype(p.dtype, jnp.floating) else p, v))(variables)
+  # One compiled forward for the four passes (not op by op: ~1 compile per op).
+  forward = jax.jit(lambda v, x: activations(model, v, x, [layer], **call_kwargs)[layer])
   reach = {}
   for axis, n in (('rows', h), ('columns', w)):
     marked = np.zeros((n, h, w, channels), np.float32)
@@ -261,8 +263,7 @@ def receptive_field(model: nn.Module, variables: Any, layer: str, *,
     hit = None
     for value, params in ((np.nan, variables), (np.inf, positive)):
       marked[idx] = value
-      out = np.asarray(activations(model, params, jnp.asarray(marked), [layer],
-                                   **call_kwargs)[layer])
+      out = np.asarray(forward(params, marked))
       if out.ndim != 4:
         raise ValueError(f'layer {layer!r} has output shape {out.shape[1:]}, not a spatial map.')
       bad = ~np.isfinite(out)
