@@ -49,23 +49,6 @@ def _launch(workdir, steps, parallel='jit', processes=2, extra=()):
   return [o[0] for o in outs]
 
 
-@pytest.mark.slow
-def test_two_processes_train_checkpoint_and_resume(tmp_path):
-  out = _launch(tmp_path, steps=20)
-  assert all('final eval accuracy' in o for o in out)
-  assert 'on 100 examples after 20 steps' in out[0]
-  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()
-                 if p.name.isdigit())
-  assert steps[-1] == 20
-  # Only process 0 writes logs: one row per (split, step).
-  rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['step'] for r in rows if r['split'] == 'train'] == [5, 10, 15, 20]
-  # The same command with more steps resumes from step 20 on both processes.
-  _launch(tmp_path, steps=30)
-  rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['step'] for r in rows if r['split'] == 'train'] == [5, 10, 15, 20, 25, 30]
-
-
 def _train_losses(workdir):
   rows = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
   return [r['loss'] for r in rows if r['split'] == 'train']
@@ -105,8 +88,9 @@ def test_two_processes_under_pmap_match_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_process_stops_both_at_the_same_checkpoint(tmp_path):
-  """A preempted host must not leave the other one alone in the collective save."""
+def test_sigterm_to_one_process_stops_both_then_both_resume(tmp_path):
+  """A preempted host must not leave the other one alone in the collective save; the
+  same command on both hosts then resumes from that checkpoint and finishes."""
   procs = _start(tmp_path, steps=100_000)  # long enough never to finish
   metrics = tmp_path / 'metrics.jsonl'
   deadline = time.time() + 180
@@ -120,5 +104,15 @@ def test_sigterm_to_one_process_stops_both_at_the_same_checkpoint(tmp_path):
   assert len(stopped) == 1  # both stopped after the same step, and saved it
   step = stopped.pop()
   assert step % 5 == 0  # the flag is exchanged every log_every steps
-  assert step in [int(p.name) for p in (tmp_path / 'checkpoints').iterdir()
-                  if p.name.isdigit()]
+  assert step in _committed(tmp_path)
+
+  out = _launch(tmp_path, steps=step + 10)  # a shorter run: resumes at `step`, ends at +10
+  assert all('final eval accuracy' in o for o in out)
+  assert f'on 100 examples after {step + 10} steps' in out[0]
+  assert _committed(tmp_path)[-1] == step + 10
+  rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+  assert [r['step'] for r in rows if r['split'] == 'train'] == list(range(5, step + 11, 5))
+
+
+def _committed(workdir):
+  return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
