@@ -46,10 +46,11 @@ def test_fcn8s_skips_start_at_zero_and_learn():
   # Zero-initialised skip scores: at init 8s predicts from the stride-32 scores alone.
   x = jax.random.normal(jax.random.key(1), (1, 64, 64, 3))
   m8 = get_model('fcn8s', num_classes=3, backbone='resnet18', backbone_kwargs={'width': 4})
-  v8 = m8.init(jax.random.key(0), x)
+  v8 = jax.jit(m8.init)(jax.random.key(0), x)  # jitted: one compile, not one per op
   for name in ('score8', 'score16'):
     assert not np.any(v8['params'][name]['kernel']) and not np.any(v8['params'][name]['bias'])
-  grads = jax.grad(lambda p: jnp.sum(m8.apply({**v8, 'params': p}, x) ** 2))(v8['params'])
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(m8.apply({**v8, 'params': p}, x) ** 2)))(
+      v8['params'])
   assert float(jnp.abs(grads['score8']['kernel']).sum()) > 0
   np.testing.assert_array_equal(v8['params']['up8']['kernel'], conv.bilinear_kernel(8, 3))
 

@@ -1,6 +1,7 @@
 """The R-CNN family: torchvision's parameter counts, bad input, zero-box images, and a
 few training steps of Mask R-CNN (RPN, RoIAlign, box and mask heads) through the loop."""
 
+import functools
 import math
 import pathlib
 
@@ -51,11 +52,14 @@ def test_roi_pool_needs_one_level():
 def test_an_image_without_boxes_is_all_background():
   anchors = jnp.asarray(anchor_ops.anchor_grid((4, 4), 8, (16,), (1.0,)))
   gt, labels = jnp.zeros((3, 4)), jnp.full((3,), -1)
-  rpn = rpn_targets(jax.random.key(0), anchors, gt, labels >= 0, fg_iou=0.7, bg_iou=0.3,
-                    samples=8, positive_fraction=0.5)
+  # Jitted as the step runs them (one compile each instead of one per op).
+  rpn = jax.jit(functools.partial(rpn_targets, fg_iou=0.7, bg_iou=0.3, samples=8,
+                                  positive_fraction=0.5))(
+      jax.random.key(0), anchors, gt, labels >= 0)
   assert not np.any(rpn['labels'] == 1) and int(rpn['sampled'].sum()) == 8
-  roi = roi_targets(jax.random.key(1), anchors, jnp.ones(16, bool), gt, labels, fg_iou=0.5,
-                    bg_iou=0.5, samples=8, positive_fraction=0.25)
+  roi = jax.jit(functools.partial(roi_targets, fg_iou=0.5, bg_iou=0.5, samples=8,
+                                  positive_fraction=0.25))(
+      jax.random.key(1), anchors, jnp.ones(16, bool), gt, labels)
   assert np.all(roi['labels'] == 0) and np.all(roi['valid']) and np.all(roi['matched'] == -1)
   assert np.all(np.isfinite(roi['deltas']))
 

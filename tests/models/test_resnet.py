@@ -1,5 +1,7 @@
 """ResNet parameter counts (torchvision, He et al. Table 6), shapes and conv impls."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -60,15 +62,17 @@ def test_bad_depth_errors():
 def test_cifar_forward_train_and_impls_agree():
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
   model = CifarResNet(depth=8)
-  variables = model.init(jax.random.key(0), x, train=False)
-  logits = model.apply(variables, x)
+  # Jitted: one compile per program instead of one per op.
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
+  logits = jax.jit(model.apply)(variables, x)
   chex.assert_shape(logits, (2, 10))
-  logits_ein = model.clone(conv_impl='einsum').apply(variables, x)
+  logits_ein = jax.jit(model.clone(conv_impl='einsum').apply)(variables, x)
   np.testing.assert_allclose(logits_ein, logits, atol=1e-4)
-  y, updated = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  y, updated = jax.jit(functools.partial(model.apply, train=True, mutable=['batch_stats']))(
+      variables, x)
   chex.assert_trees_all_equal_structs(updated['batch_stats'], variables['batch_stats'])
   plain = CifarResNet(depth=8, plain=True)
-  assert not np.allclose(plain.apply(variables, x), logits)  # same params, no shortcuts
+  assert not np.allclose(jax.jit(plain.apply)(variables, x), logits)  # same params, no shortcuts
 
 
 def test_init_works_for_both_impls_in_every_resnet():

@@ -93,7 +93,7 @@ def _count_convs(is_frozen):
   model, state = _model_and_state(tx)
   step = make_train_step(model, TASK, tx, optax.constant_schedule(0.1), mean=(0.5,) * 3,
                          std=(0.25,) * 3, is_frozen=is_frozen)
-  _, metrics = step(state, _batch(), jax.random.key(0))
+  _, metrics = jax.jit(step)(state, _batch(), jax.random.key(0))  # one compile, not per op
   assert float(metrics['grad_norm']) > 0
   return str(jax.make_jaxpr(step)(state, _batch(), jax.random.key(0))).count(
       'conv_general_dilated')
