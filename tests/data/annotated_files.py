@@ -8,6 +8,7 @@ train from them through the normal loop.
 
 import json
 import pathlib
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -31,8 +32,12 @@ def _pixel_boxes(boxes: np.ndarray, size: int) -> np.ndarray:
   return np.round(boxes * size).astype(int)  # (K, 4) y0, x0, y1, x1, exclusive ends
 
 
-def write_coco(root: pathlib.Path, split: str, n: int, seed: int = 0) -> pathlib.Path:
-  """``root/<split>/*.png`` and ``root/annotations/instances_<split>.json`` (RLE masks)."""
+def write_coco(root: pathlib.Path, split: str, n: int, seed: int = 0,
+               class_names: Sequence[str] = CLASS_NAMES) -> pathlib.Path:
+  """``root/<split>/*.png`` and ``root/annotations/instances_<split>.json`` (RLE masks).
+
+  ``class_names``: the file's categories (the scenes draw the first ``NUM_CLASSES``).
+  """
   s = _scenes(n, seed)
   size = s['images'].shape[1]
   (root / split).mkdir(parents=True, exist_ok=True)
@@ -48,7 +53,7 @@ def write_coco(root: pathlib.Path, split: str, n: int, seed: int = 0) -> pathlib
                    'category_id': 10 * (int(s['box_labels'][i, k]) + 1),
                    'bbox': [int(x0), int(y0), int(x1 - x0), int(y1 - y0)], 'iscrowd': 0,
                    'area': int(s['instance_masks'][i, k].sum()), 'segmentation': rle})
-  cats = [{'id': 10 * (c + 1), 'name': n} for c, n in enumerate(CLASS_NAMES)]
+  cats = [{'id': 10 * (c + 1), 'name': n} for c, n in enumerate(class_names)]
   path = root / 'annotations' / f'instances_{split}.json'
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps({'images': images, 'annotations': anns, 'categories': cats}))
