@@ -73,15 +73,17 @@ def test_activations_of_named_layers():
   from cnn_jax.ops import blocks
   model = models.get_model('vgg11', include_top=False)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  variables = model.init(jax.random.key(1), x)
+  variables = jax.jit(model.init)(jax.random.key(1), x)  # one compile, not one per op
   out = activations(model, variables, x, ['conv2_1', 'conv1_1'])
   assert list(out) == ['conv2_1', 'conv1_1']
   np.testing.assert_allclose(out['conv1_1'], blocks.conv(variables['params']['conv1_1'], x),
                              rtol=1e-5, atol=1e-5)
   assert out['conv2_1'].shape == (2, 16, 16, 128)
-  assert model.apply(variables, x).shape == (2, 1, 1, 512)  # include_top=False: pool5 map
+  # include_top=False: the pool5 map.
+  assert jax.eval_shape(model.apply, variables, x).shape == (2, 1, 1, 512)
   # Differentiable through the capture, as style transfer needs.
-  g = jax.grad(lambda x: jnp.sum(activations(model, variables, x, ['conv2_1'])['conv2_1']))(x)
+  g = jax.jit(jax.grad(
+      lambda x: jnp.sum(activations(model, variables, x, ['conv2_1'])['conv2_1'])))(x)
   assert g.shape == x.shape and float(jnp.abs(g).sum()) > 0
   with pytest.raises(ValueError, match=r"no layer named \['conv9_9'\] in VGG"):
     activations(model, variables, x, ['conv9_9'])
