@@ -17,7 +17,8 @@ from cnn_jax.ops import blocks, conv, sliding
 def test_dense_as_conv_is_the_dense_layer_at_every_window(h, w, c, d, extra):
   kernel = jax.random.normal(jax.random.key(0), (h * w * c, d))
   x = jax.random.normal(jax.random.key(1), (2, h + extra, w + extra, c))
-  out = conv.conv2d(x, conv.dense_as_conv(kernel, (h, w, c)))
+  out = np.asarray(conv.conv2d(x, conv.dense_as_conv(kernel, (h, w, c))))
+  x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)  # the numpy reference
   for i in range(extra + 1):
     for j in range(extra + 1):
       window = x[:, i:i + h, j:j + w].reshape(2, -1)  # NHWC flatten, as models do
