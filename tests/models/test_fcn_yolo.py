@@ -74,9 +74,9 @@ def test_fcn_takes_a_backbone_module_and_its_taps():
 def test_yolo_grid_and_conv_impls_agree():
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
   lax_model = get_model('yolo', num_classes=3, num_anchors=2, widths=(4, 8))
-  variables = lax_model.init(jax.random.key(1), x)
-  out = lax_model.apply(variables, x)
+  variables = jax.jit(lax_model.init)(jax.random.key(1), x)  # jitted: not one compile per op
+  out = jax.jit(lax_model.apply)(variables, x)
   chex.assert_shape(out, (2, 8, 8, 2, 8))
-  einsum_out = get_model('yolo', num_classes=3, num_anchors=2, widths=(4, 8),
-                         conv_impl='einsum').apply(variables, x)
+  einsum_out = jax.jit(get_model('yolo', num_classes=3, num_anchors=2, widths=(4, 8),
+                                 conv_impl='einsum').apply)(variables, x)
   np.testing.assert_allclose(einsum_out, out, atol=1e-4)

@@ -98,7 +98,7 @@ class _AuxNet(nn.Module):
 def test_auxiliary_losses_are_weighted_in():
   model = _AuxNet()
   tx, schedule, state = _setup(model, lr=0.0)
-  step = make_train_step(model, _task(), tx, schedule, mean=MEAN, std=STD)
+  step = jax.jit(make_train_step(model, _task(), tx, schedule, mean=MEAN, std=STD))
   batch = {'image': jnp.full((4, 16, 16, 3), 100, jnp.uint8),
            'label': jnp.array([0, 1, 2, 1], jnp.int32)}
   _, metrics = step(state, batch, jax.random.key(0))
@@ -136,7 +136,8 @@ def test_label_smoothing_reaches_the_loss():
   logits = h @ p['main']['kernel'] + p['main']['bias']
   aux = h @ p['aux']['kernel'] + p['aux']['bias']
   for eps in (0.0, 0.3):
-    step = make_train_step(model, _task(label_smoothing=eps), tx, schedule, mean=MEAN, std=STD)
+    step = jax.jit(make_train_step(model, _task(label_smoothing=eps), tx, schedule, mean=MEAN,
+                                   std=STD))  # as the loop runs it: one compile, not one per op
     _, metrics = step(state, batch, jax.random.key(0))
     want = (losses.softmax_cross_entropy(logits, batch['label'], label_smoothing=eps) +
             AUX_LOSS_WEIGHT * losses.softmax_cross_entropy(aux, batch['label'],
