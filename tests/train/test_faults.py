@@ -58,9 +58,9 @@ def _copy_run(run: pathlib.Path, to: pathlib.Path) -> pathlib.Path:
 
 @pytest.mark.slow
 def test_unreadable_newest_checkpoint_resumes_from_the_one_before(twenty_steps, tmp_path):
-  tmp_path = _copy_run(twenty_steps, tmp_path / 'run')
-  _damage(tmp_path / 'checkpoints' / '20', 'truncate')
-  r = _cli(tmp_path)  # 30 steps: resumes from step 10 and finishes
+  run = _copy_run(twenty_steps, tmp_path / 'run')
+  _damage(run / 'checkpoints' / '20', 'truncate')
+  r = _cli(run)  # 30 steps: resumes from step 10 and finishes
   assert r.returncode == 0, r.stderr
   out = r.stdout + r.stderr
   warnings = [line for line in out.splitlines() if line.startswith('warning:')]
@@ -69,21 +69,21 @@ def test_unreadable_newest_checkpoint_resumes_from_the_one_before(twenty_steps, 
   assert 'Traceback' not in out and 'tensorstore' not in out.lower()
   assert 'resumed at step 10' in r.stdout and 'after 30 steps' in r.stdout
   # The damaged files are kept aside, not deleted: nothing already written is lost.
-  assert list((tmp_path / 'checkpoints').glob('unreadable*/20'))
+  assert list((run / 'checkpoints').glob('unreadable*/20'))
 
 
 @pytest.mark.slow
 def test_no_readable_checkpoint_is_one_error_line(twenty_steps, tmp_path):
-  tmp_path = _copy_run(twenty_steps, tmp_path / 'run')
+  run = _copy_run(twenty_steps, tmp_path / 'run')
   for step in (10, 20):
-    _damage(tmp_path / 'checkpoints' / str(step), 'garbage')
-  before = _digest(tmp_path)
-  r = _cli(tmp_path)
+    _damage(run / 'checkpoints' / str(step), 'garbage')
+  before = _digest(run)
+  r = _cli(run)
   assert r.returncode == 2
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: no readable checkpoint in '), r.stderr
-  assert str(tmp_path / 'checkpoints') in lines[0]
-  assert _digest(tmp_path) == before  # nothing touched
+  assert str(run / 'checkpoints') in lines[0]
+  assert _digest(run) == before  # nothing touched
 
 
 def test_workdir_that_is_a_file(tmp_path):
