@@ -8,6 +8,7 @@ import pytest
 
 from cnn_jax import models
 from cnn_jax.models import registry
+from cnn_jax.models.introspect import iter_eqns
 from cnn_jax.ops import conv
 
 
@@ -67,20 +68,12 @@ def test_every_registered_model_initialises():
 
 
 def _primitives(jaxpr) -> set[str]:
-  """Names of the primitives in a (closed) jaxpr and its sub-jaxprs (scan, cond, pjit, ...).
+  """Names of the primitives in a (closed) jaxpr and its sub-jaxprs.
 
   Walked rather than printed: the einsum impls' jaxprs of the large models run to
   megabytes of text, and printing them took longer than tracing them.
   """
-  jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
-  names = set()
-  for eqn in jaxpr.eqns:
-    names.add(eqn.primitive.name)
-    for value in eqn.params.values():
-      for sub in value if isinstance(value, (tuple, list)) else (value,):
-        if hasattr(sub, 'eqns') or hasattr(getattr(sub, 'jaxpr', None), 'eqns'):
-          names |= _primitives(sub)
-  return names
+  return {eqn.primitive.name for eqn in iter_eqns(jaxpr)}
 
 
 @pytest.mark.parametrize('impl', conv.IMPLS[1:])
