@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.subprocess_env import ROOT, module_command, subprocess_env
+from tests.train.test_resume import committed_steps
 
 
 def _free_port() -> int:
@@ -104,15 +105,11 @@ def test_sigterm_to_one_process_stops_both_then_both_resume(tmp_path):
   assert len(stopped) == 1  # both stopped after the same step, and saved it
   step = stopped.pop()
   assert step % 5 == 0  # the flag is exchanged every log_every steps
-  assert step in _committed(tmp_path)
+  assert step in committed_steps(tmp_path)
 
   out = _launch(tmp_path, steps=step + 10)  # a shorter run: resumes at `step`, ends at +10
   assert all('final eval accuracy' in o for o in out)
   assert f'on 100 examples after {step + 10} steps' in out[0]
-  assert _committed(tmp_path)[-1] == step + 10
+  assert committed_steps(tmp_path)[-1] == step + 10
   rows = [json.loads(line) for line in metrics.read_text().splitlines()]
   assert [r['step'] for r in rows if r['split'] == 'train'] == list(range(5, step + 11, 5))
-
-
-def _committed(workdir):
-  return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())

@@ -13,6 +13,7 @@ from cnn_jax.train import seeds as seeds_lib
 from cnn_jax.train.config import validate
 from cnn_jax.train.logging import read_metrics
 from tests.train.test_loop import tiny_config
+from tests.train.test_resume import committed_steps
 
 SEEDS = (3, 4)
 
@@ -107,7 +108,7 @@ def test_resume_is_exact(runs, tmp_path):
   root, together, _ = runs
   run = tmp_path / 'resumed'
   shutil.copytree(root / 'together', run)
-  kept = sorted(int(p.name) for p in (run / 'checkpoints').iterdir() if p.name.isdigit())
+  kept = committed_steps(run)
   assert kept == [3, 6]
   shutil.rmtree(run / 'checkpoints' / '6')  # as if killed after the step-3 checkpoint
   again = loop.train_and_evaluate(seeds_config(num_seeds=len(SEEDS)), run, quiet=True)

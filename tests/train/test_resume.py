@@ -36,7 +36,8 @@ def _task_args(name, workdir):
           *cli_overrides(name), '--config.num_devices=1']
 
 
-def _committed(workdir):
+def committed_steps(workdir) -> list[int]:
+  """The committed checkpoint steps of a run folder (none if it has no checkpoints yet)."""
   folder = pathlib.Path(workdir) / 'checkpoints'
   return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
 
@@ -48,7 +49,7 @@ def _run_until_checkpoint(workdir, sig, min_step=80, args=None, devices=1):
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
-    if any(s >= min_step for s in _committed(workdir)):
+    if any(s >= min_step for s in committed_steps(workdir)):
       break
     time.sleep(0.05)
   assert proc.poll() is None, 'the run finished before it could be interrupted'
@@ -104,7 +105,7 @@ def test_sigterm_then_sigkill_then_same_command_is_bit_identical(uninterrupted, 
   assert code == 143, err
   assert 'stopped by SIGTERM after step' in err and 'rerun the same command' in err
   stopped_at = int(err.split('after step ')[1].split(';')[0])
-  assert stopped_at in _committed(tmp_path)
+  assert stopped_at in committed_steps(tmp_path)
   code, _, err = _run_until_checkpoint(tmp_path, signal.SIGKILL, min_step=stopped_at + 40)
   assert code == -signal.SIGKILL, err
   r = run_module('cnn_jax.main', *_args(tmp_path))
@@ -141,7 +142,7 @@ def test_every_task_resumes_bit_identically_after_sigkill(name, task_runs, tmp_p
 
 @pytest.mark.slow
 def test_mismatched_config_is_an_error_not_a_reinit(uninterrupted):
-  before = _committed(uninterrupted)
+  before = committed_steps(uninterrupted)
   config_json = (uninterrupted / 'config.json').read_text()
   r = run_module('cnn_jax.main', *_args(uninterrupted, '--config.data.num_classes=4'))
   assert r.returncode == 2
@@ -149,7 +150,7 @@ def test_mismatched_config_is_an_error_not_a_reinit(uninterrupted):
   assert re.search(r'params/fc/(bias|kernel) has shape \((16, )?10,?\) in the checkpoint '
                    r'but \((16, )?4,?\) here', r.stderr), r.stderr
   assert len(r.stderr.strip().splitlines()) == 1
-  assert _committed(uninterrupted) == before
+  assert committed_steps(uninterrupted) == before
   assert (uninterrupted / 'config.json').read_text() == config_json  # nothing overwritten
 
 
@@ -163,7 +164,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
                      ) as info:
     loop.train_and_evaluate(c, tmp_path, quiet=True)
   bad_step = int(info.value.args[0].split('at step ')[1].split(';')[0])
-  saved = _committed(tmp_path)
+  saved = committed_steps(tmp_path)
   assert saved and max(saved) < bad_step
   state = ocp.StandardCheckpointer().restore((tmp_path / 'checkpoints' /
                                               str(max(saved)) / 'state').resolve())
