@@ -20,6 +20,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cnn_jax.train.config import load_config, unknown_key_error
+from cnn_jax.train.gc_tuning import tune_gc
 from cnn_jax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
 from cnn_jax.train.xla_cache import enable_compilation_cache
 
@@ -63,6 +64,7 @@ def main(argv) -> None:
     fail('both --config=configs/NAME.py[:ARG] and --workdir=DIR are required.')
   logging.set_verbosity(logging.WARNING)
   enable_compilation_cache()
+  tune_gc()
   try:
     result = train_and_evaluate(config, _WORKDIR.value, quiet=_QUIET.value)
   except NonFiniteLossError as e:

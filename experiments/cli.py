@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from cnn_jax.train.gc_tuning import tune_gc
+
 # What a script's run() raises for bad input, as opposed to a bug.
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 
@@ -54,6 +56,7 @@ def run_script(config_file: str, run: Callable[[Any, str, bool], Any],
       print(f'error: both --config={config_file} and --{dir_flag}=DIR are required.',
             file=sys.stderr)
       sys.exit(2)
+    tune_gc()
     code = exit_code(lambda: print(report(run(config.value, out_dir.value, quiet.value))))
     if code:
       sys.exit(code)

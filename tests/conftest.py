@@ -47,6 +47,7 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from cnn_jax.train import xla_cache  # noqa: E402
+from cnn_jax.train.gc_tuning import tune_gc  # noqa: E402
 
 _CACHE = pathlib.Path(os.environ.get(
     'CNN_JAX_TEST_CACHE', pathlib.Path(__file__).resolve().parents[1] / '.cache' / 'jax-tests'))
@@ -72,6 +73,12 @@ hypothesis.settings.register_profile(
     'thorough', deadline=None, max_examples=200,
     suppress_health_check=[hypothesis.HealthCheck.too_slow])
 hypothesis.settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
+
+
+def pytest_collection_finish(session):
+  # After every test module is imported, so their imports are frozen too: tracing
+  # the suite's networks then collects far less often (cnn_jax/train/gc_tuning.py).
+  tune_gc()
 
 
 @pytest.fixture(scope='session')
