@@ -28,7 +28,9 @@ def test_tiny_run_end_to_end(tmp_path):
      r"optimizer: b1, b2, .*weight_decay\."),
     (['--config.nope=1'], r"unknown config key 'nope'; valid keys of the config: augment, "),
     (['--config.seed.x=1'], r"unknown config key 'seed.x': 'seed' is a value, not a section"),
-    (['--config.model.kwargs.widths=abc'],
+    # (Small data: the model is built after the data, and the error needs no 12,000 images.)
+    (['--config.data.num_train=128', '--config.data.num_eval=16',
+      '--config.model.kwargs.widths=abc'],
      r"model 'simple_cnn' cannot be built with model.kwargs=\{'widths': \('abc',\)\}.*TypeError"),
     (['--config.batch_size=abc'], r"--config.batch_size=abc: invalid literal"),
     (['--config.model.name=resnet7'], r"model.name='resnet7' is not valid; choose one of"),
