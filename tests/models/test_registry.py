@@ -1,6 +1,8 @@
 """The model registry: every name builds, errors list the valid choices."""
 
 import functools
+import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -76,23 +78,57 @@ def _primitives(jaxpr) -> set[str]:
   return {eqn.primitive.name for eqn in iter_eqns(jaxpr)}
 
 
-@pytest.mark.parametrize('impl', conv.IMPLS[1:])
-def test_conv_impl_reaches_every_conv_of_every_model(impl):
+def _assert_no_conv_primitive(name, impl, backward):
+  """Traces ``name`` with ``conv_impl=impl`` (and its gradient) and finds no lax convolution."""
+  model = models.get_model(name, conv_impl=impl)
+  x = _input(name)
+  variables = _abstract_variables(name)[1]
+  jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
+  assert 'conv_general_dilated' not in _primitives(jaxpr), (name, impl)
+  if backward:
+    grad = jax.make_jaxpr(jax.grad(lambda v: jnp.sum(model.apply(
+        v, x, train=True, rngs={'dropout': jax.random.key(2)},
+        mutable=['batch_stats'])[0])))(variables)
+    assert 'conv_general_dilated' not in _primitives(grad), (name, impl)
+
+
+# Models whose backward pass is traced too; also the models every impl is traced with.
+_BACKWARD = ('lenet5', 'cifar_resnet20', 'fcn8s', 'speednet')
+
+
+def test_conv_impl_reaches_every_conv_of_every_model():
+  """Every model hands its ``conv_impl`` to every convolution.
+
+  Traced with 'einsum' only: models pass the name through to ``ops.conv`` and
+  never branch on it (the next test checks their source), so one from-scratch
+  impl shows the wiring; each impl in whole networks is the test after. (Every
+  model with every impl traced in 33 s, most of it einsum_shifted's and
+  winograd's many small ops.)
+  """
   names = _one_per_code_path(models.list_models())
   assert {'vgg11', 'vgg11_bn', 'resnet18', 'resnet50', 'cifar_resnet', 'cifar_plain20',
           'googlenet', 'inception_v3', 'faster_rcnn', 'mask_rcnn'} <= set(names)
   assert 'resnet152' not in names and 'vgg19_bn' not in names
   for name in names:
-    model = models.get_model(name, conv_impl=impl)
-    x = _input(name)
-    variables = _abstract_variables(name)[1]
-    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
-    assert 'conv_general_dilated' not in _primitives(jaxpr), name
-    if name in ('lenet5', 'cifar_resnet20', 'fcn8s', 'speednet'):  # and the backward pass
-      grad = jax.make_jaxpr(jax.grad(lambda v: jnp.sum(model.apply(
-          v, x, train=True, rngs={'dropout': jax.random.key(2)},
-          mutable=['batch_stats'])[0])))(variables)
-      assert 'conv_general_dilated' not in _primitives(grad), name
+    _assert_no_conv_primitive(name, 'einsum', backward=name in _BACKWARD)
+
+
+def test_models_never_branch_on_the_conv_impl():
+  """What lets the test above trace one impl: no ``impl == ...``, ``impl in ...`` or
+  ``{...}[conv_impl]`` in the models' or layers' code."""
+  branch = re.compile(r'\b(conv_)?impl\s*(==|!=|in\b|not in\b)|\[(self\.)?conv_impl\]')
+  root = pathlib.Path(models.__file__).parents[1]
+  for path in sorted([*root.glob('models/*.py'), *root.glob('nn/*.py')]):
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+      assert not branch.search(line), f'{path.name}:{number}: {line.strip()}'
+
+
+@pytest.mark.parametrize('impl', conv.IMPLS[1:])
+def test_every_from_scratch_impl_leaves_no_lax_conv_in_a_network(impl):
+  """Plain, strided and 1x1 convolutions, transposed ones (FCN-8s) and 1-D ones (the text
+  CNN), forward and backward: no impl falls back to lax anywhere."""
+  for name in (*_BACKWARD, 'text_cnn'):
+    _assert_no_conv_primitive(name, impl, backward=name in _BACKWARD)
 
 
 def test_primitives_sees_inside_nested_jaxprs():
