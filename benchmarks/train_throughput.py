@@ -132,6 +132,24 @@ def baseline_step_fn(depth: int, batch: int, dtype):
 
 # ----------------------------------------------------------------------------- project
 
+# The project's optimiser, as the CIFAR configs set it up.
+_SCHEDULE = optax.constant_schedule(0.1)
+_TX = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(_SCHEDULE, momentum=0.9))
+
+
+@functools.cache
+def _model_and_init(name: str, dtype_name: str):
+  """``(model, init)``: ``init(key) -> TrainState`` jitted once per model and dtype.
+
+  K seeds are K calls of this one program, stacked: a vmapped or unrolled init
+  would be one more compile per K and mode (on CPU, longer than the step's).
+  """
+  reg, kwargs, side, _ = MODELS[name]
+  model = get_model(reg, num_classes=10 if side == 32 else 1000,
+                    dtype=compute_dtype(dtype_name), **kwargs)
+  return model, jax.jit(lambda k: create_train_state(model, _TX, k, (1, side, side, 3)))
+
+
 def project_step_fn(name: str, batch: int, dtype_name: str, num_seeds: int = 1,
                     seeds_mode: str = 'auto'):
   """The training loop's own step: ``make_train_step`` compiled by ``DataParallel``.
@@ -141,20 +159,17 @@ def project_step_fn(name: str, batch: int, dtype_name: str, num_seeds: int = 1,
   ``num_seeds`` K > 1, what ``config.num_seeds=K`` runs: the step lifted over K
   seeds' states, a (K, batch, ...) batch and K keys (``seeds_mode``: vmap or unroll).
   """
-  reg, kwargs, side, _ = MODELS[name]
-  dtype = compute_dtype(dtype_name)
-  model = get_model(reg, num_classes=10 if side == 32 else 1000, dtype=dtype, **kwargs)
-  schedule = optax.constant_schedule(0.1)
-  tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(schedule, momentum=0.9))
+  side = MODELS[name][2]
+  model, init = _model_and_init(name, dtype_name)
   dp = DataParallel('jit', jax.devices()[:1], num_seeds=num_seeds)
   seeded = functools.partial(over_seeds, num_seeds=num_seeds, mode=seeds_mode)
   keys = jax.random.split(jax.random.key(0), num_seeds)
-  state = dp.put_state(jax.jit(seeded(
-      lambda k: create_train_state(model, tx, k, (1, side, side, 3))))(
-          keys[0] if num_seeds == 1 else keys))
+  states = [jax.device_get(init(k)) for k in keys]
+  state = dp.put_state(states[0] if num_seeds == 1 else
+                       jax.tree.map(lambda *xs: np.stack(xs), *states))
   task_config = default_config()
   task_config.augment.crop_padding, task_config.augment.flip = 4, True
-  train_step = seeded(make_train_step(model, Classification(task_config), tx, schedule,
+  train_step = seeded(make_train_step(model, Classification(task_config), _TX, _SCHEDULE,
                                       mean=(0.5,) * 3, std=(0.25,) * 3))
   step = dp.compile_train(train_step)
   rng = np.random.default_rng(0)
