@@ -47,7 +47,8 @@ def _random(abstract, seed: int = 0):
 
 
 def _zeros(abstract):
-  return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract)
+  """A concrete template (numpy: jnp.zeros would compile one program per leaf shape)."""
+  return jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract)
 
 
 def _assert_identical(a, b):
