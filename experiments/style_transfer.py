@@ -151,11 +151,15 @@ def make_loss(features: Callable, cfg: Any) -> Callable[..., tuple[jax.Array, di
   return loss
 
 
-def make_optimizer(cfg: Any, loss: Callable) -> tuple[optax.GradientTransformation, Callable]:
-  """``(tx, step)``, ``step(image, opt_state, variables, targets) -> (image, opt_state, parts)``.
+def make_optimizer(cfg: Any, loss: Callable) -> tuple[Callable, Callable]:
+  """``(init, step)``: ``init(image) -> opt_state`` and
+  ``step(image, opt_state, variables, targets) -> (image, opt_state, parts)``.
 
   Adam steps are projected back into [0, 1]; L-BFGS (``optax.lbfgs`` with its
   zoom line search) runs unconstrained and the image is clipped when saved.
+  ``init`` gives every state leaf a fixed dtype: the line search's initial
+  state holds weakly typed scalars that its first update makes strong, and the
+  jitted step would otherwise compile a second time at step 2 (optax#1108).
   """
   if cfg.optimizer == 'adam':
     tx = optax.adam(cfg.lr)
@@ -180,7 +184,11 @@ def make_optimizer(cfg: Any, loss: Callable) -> tuple[optax.GradientTransformati
       return image, opt_state, loss(image, variables, targets)[1]
   else:
     raise ValueError(f"optimizer={cfg.optimizer!r} is not valid; choose 'adam' or 'lbfgs'.")
-  return tx, step
+
+  def init(image: jax.Array) -> Any:
+    return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), tx.init(image))
+
+  return init, step
 
 
 def initial_image(content: np.ndarray, noise: float, seed: int) -> jax.Array:
@@ -229,9 +237,9 @@ def run(cfg: Any, out_dir: str | pathlib.Path, *, quiet: bool = False) -> dict:
   features = make_feature_fn(model, layers)
   targets = jax.jit(lambda v, c, s: compute_targets(features, v, c, s, cfg))(
       variables, jnp.asarray(content), jnp.asarray(style))
-  tx, step = make_optimizer(cfg, make_loss(features, cfg))
+  init, step = make_optimizer(cfg, make_loss(features, cfg))
   image = initial_image(content, cfg.noise, cfg.seed)
-  opt_state = tx.init(image)
+  opt_state = init(image)
 
   history, t0 = [], time.perf_counter()
   bar = tqdm(range(1, cfg.steps + 1), disable=quiet, desc='style transfer')

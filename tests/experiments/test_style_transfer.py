@@ -64,6 +64,26 @@ def test_content_norm_half_is_the_lectures_cost():
     st.make_loss(features, cfg)
 
 
+@pytest.mark.parametrize('optimizer', ['adam', 'lbfgs'])
+def test_optimizer_state_keeps_its_types_so_the_step_compiles_once(optimizer):
+  """optax's zoom line search starts with weakly typed scalars its first update makes
+  strong; ``init`` fixes them, or the jitted step would compile again at step 2."""
+  features = lambda variables, image: {'a': image[None]}
+  cfg = ml_collections.ConfigDict({'content_layer': 'a', 'style_layers': ('a',),
+                                   'content_weight': 1.0, 'style_weight': 1.0,
+                                   'tv_weight': 0.1, 'optimizer': optimizer, 'lr': 0.1})
+  content = jnp.linspace(0, 1, 12).reshape(2, 2, 3)
+  targets = st.compute_targets(features, None, content, content[::-1], cfg)
+  init, step = st.make_optimizer(cfg, st.make_loss(features, cfg))
+  image = jnp.full_like(content, 0.5)
+  state = init(image)
+  types = jax.tree.map(jax.typeof, state)
+  assert not any(t.weak_type for t in jax.tree.leaves(types))
+  for _ in range(2):
+    image, state, _ = step(image, state, None, targets)
+    assert jax.tree.map(jax.typeof, state) == types
+
+
 @pytest.fixture(scope='module')
 def content_file(tmp_path_factory):
   path = tmp_path_factory.mktemp('img') / 'content.png'
