@@ -57,14 +57,19 @@ SHAPES = {
 CANDIDATES = conv.IMPLS
 
 
-def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, dtype,
-              impls: Sequence[str]):
+def operands(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, dtype):
+  """``(x, w, ct)``: NHWC input, HWIO kernel and a cotangent of the 'SAME' output."""
   kx, kw, kc = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (batch, hw, hw, c_in), dtype)
   w = jax.random.normal(kw, (k, k, c_in, c_out), dtype) * (k * k * c_in) ** -0.5
   # A random cotangent: an all-ones one (grad of a sum) lets XLA fold the backward pass.
   ct = jax.random.normal(kc, (batch, -(-hw // stride), -(-hw // stride), c_out), dtype)
+  return x, w, ct
 
+
+def _programs(batch: int, hw: int, c_in: int, c_out: int, k: int, stride: int, dtype,
+              impls: Sequence[str]):
+  x, w, ct = operands(batch, hw, c_in, c_out, k, stride, dtype)
   progs = {}
   for impl in impls:
     f = functools.partial(conv.conv2d, stride=stride, padding='SAME', impl=impl)
@@ -109,25 +114,33 @@ def shape_rows(shape: tuple, dtype_name: str, batch: int, repeats: int,
   return rows
 
 
-def run(args) -> dict:
-  impls = args.impls.split(',')
-  rows = [row for dtype_name in args.dtypes.split(',')
-          for group in args.shapes.split(',') for shape in SHAPES[group]
-          for row in shape_rows(shape, dtype_name, args.batch, args.repeats, impls)]
-  return {'benchmark': 'conv_impls', 'environment': timer.environment(), 'rows': rows}
+def main_over_shapes(name: str, rows_fn, argv, *, doc: str, shapes: str, impls: str,
+                     choices: Sequence[str], note: str = '') -> int:
+  """The CLI of a per-shape conv benchmark: ``rows_fn(shape, dtype_name, batch, repeats,
+  impls) -> rows`` over ``--dtypes`` x ``--shapes`` (``SHAPES`` groups), one JSON."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  on_cpu = timer.add_common_args(p, name, cpu_repeats=5)
+  p.add_argument('--batch', type=int, default=8 if on_cpu else 128)
+  p.add_argument('--shapes', default=shapes, help='comma list of ' + ','.join(SHAPES))
+  p.add_argument('--impls', default=impls, help='comma list of ' + ','.join(choices) + note)
+  args = p.parse_args(argv)
+  timer.choose(p, args.shapes, SHAPES, 'shape group(s)')
+  timer.choose(p, args.impls, choices, 'impl(s)')
+
+  def run(args) -> dict:
+    rows = [row for dtype_name in args.dtypes.split(',')
+            for group in args.shapes.split(',') for shape in SHAPES[group]
+            for row in rows_fn(shape, dtype_name, args.batch, args.repeats,
+                               args.impls.split(','))]
+    return {'benchmark': name, 'environment': timer.environment(), 'rows': rows}
+
+  return timer.run_and_write(run, args)
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  on_cpu = timer.add_common_args(p, 'conv_impls', cpu_repeats=5)
-  p.add_argument('--batch', type=int, default=8 if on_cpu else 128)
-  p.add_argument('--shapes', default='resnet20,resnet50', help='comma list of ' + ','.join(SHAPES))
-  p.add_argument('--impls', default=','.join(CANDIDATES),
-                 help='comma list of ' + ','.join(conv.IMPL_CHOICES) + " ('lax' is always timed)")
-  args = p.parse_args(argv)
-  timer.choose(p, args.shapes, SHAPES, 'shape group(s)')
-  timer.choose(p, args.impls, conv.IMPL_CHOICES, 'impl(s)')
-  return timer.run_and_write(run, args)
+  return main_over_shapes('conv_impls', shape_rows, argv, doc=__doc__,
+                          shapes='resnet20,resnet50', impls=','.join(CANDIDATES),
+                          choices=conv.IMPL_CHOICES, note=" ('lax' is always timed)")
 
 
 if __name__ == '__main__':

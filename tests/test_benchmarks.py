@@ -46,6 +46,31 @@ def test_conv_impls_writes_rows(tmp_path):
   assert [r['winograd_applies'] for r in rows if r['mode'] == 'fwd'] == [True] * 3 + [False]
 
 
+def test_conv_in_loop_times_each_impl_at_top_level_and_in_a_scan(tmp_path):
+  from benchmarks import conv_in_loop
+  out = tmp_path / 'l.json'
+  assert conv_in_loop.main(['--batch', '1', '--repeats', '1', '--impls', 'lax,einsum',
+                            '--out', str(out)]) == 0
+  rows = json.loads(out.read_text())['rows']
+  assert [r['shape'] for r in rows] == [s[0] for s in conv_impls.SHAPES['resnet20']]
+  for r in rows:
+    for impl in ('lax', 'einsum'):
+      assert r[f'{impl}_plain_ms'] > 0 and r[f'{impl}_scan_ms'] > 0
+      assert r[f'ratio_{impl}_scan_over_plain'] == pytest.approx(
+          r[f'{impl}_scan_ms'] / r[f'{impl}_plain_ms'])
+
+
+def test_scan_body_computes_the_same_gradients():
+  """What the benchmark times in a scan is the same computation as at the top level."""
+  import jax
+  from benchmarks import conv_in_loop
+  x, w, ct = conv_impls.operands(2, 8, 4, 4, 3, 1, 'float32')
+  fn = conv_in_loop._fwd_bwd('einsum', 1)
+  for got, want in zip(jax.jit(conv_in_loop._in_scan(fn))(x, w, ct), jax.jit(fn)(x, w, ct)):
+    assert got.shape == want.shape
+    assert float(abs(got - want).max()) <= 1e-5
+
+
 def test_sliding_windows_writes_ratios(tmp_path):
   from benchmarks import sliding_windows
   assert sliding_windows.main(['--sizes', '40', '--repeats', '1',
