@@ -37,6 +37,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.steps = a['steps']
   c.optimizer = 'adam'         # 'adam' | 'lbfgs'
   c.lr = 0.03                  # Adam, in [0, 1] pixel units
+  # VGG's convolutions (cnn_jax.ops.conv.IMPL_CHOICES). With optimizer='lbfgs' on CPU,
+  # 'einsum': the line search runs VGG's gradient inside a while loop, where XLA:CPU's own
+  # convolution is slow (benchmarks/README.md, conv_in_loop.py). 40 L-BFGS steps at 128 px
+  # (2026-12-07, 2-core Xeon): 15.1 s with 'einsum', 24.6 s with 'lax', compiles included.
+  c.conv_impl = 'lax'
   c.content_layer = 'conv4_2'
   # J_content's normalisation (cnn_jax.ops.losses.content_loss): '4hwc' divides the sum of
   # squares by 4 nH nW nC (the course's exercise); 'half' is 1/2 ||a_C - a_G||^2 (the

@@ -94,9 +94,10 @@ def save_png(img: np.ndarray, path: pathlib.Path) -> None:
 
 # ----------------------------------------------------------------------------- features
 
-def vgg19_features(weights: str = '', seed: int = 0) -> tuple[Any, Any]:
+def vgg19_features(weights: str = '', seed: int = 0,
+                   conv_impl: str = 'lax') -> tuple[Any, Any]:
   """``(model, variables)``: VGG-19 without classifier, torchvision weights or random."""
-  model = get_model('vgg19', include_top=False)
+  model = get_model('vgg19', include_top=False, conv_impl=conv_impl)
   variables = model.init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
   if weights:
     flat = {k: v for k, v in weights_lib.load_flat(weights).items()
@@ -232,7 +233,7 @@ def run(cfg: Any, out_dir: str | pathlib.Path, *, quiet: bool = False) -> dict:
   save_png(content, out / 'content.png')
   save_png(style, out / 'style.png')
 
-  model, variables = vgg19_features(cfg.weights, cfg.seed)
+  model, variables = vgg19_features(cfg.weights, cfg.seed, cfg.conv_impl)
   layers = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
   features = make_feature_fn(model, layers)
   targets = jax.jit(lambda v, c, s: compute_targets(features, v, c, s, cfg))(
@@ -260,6 +261,7 @@ def run(cfg: Any, out_dir: str | pathlib.Path, *, quiet: bool = False) -> dict:
   summary = {'first': history[0], 'last': history[-1], 'seconds': seconds,
              'working_size': list(hw), 'output_size': list(result_img.shape[:2]),
              'weights': cfg.weights or 'random', 'optimizer': cfg.optimizer,
+             'conv_impl': cfg.conv_impl,
              'output': str(out / 'output.png')}
   (out / 'losses.json').write_text(json.dumps({'summary': summary, 'history': history},
                                               indent=1) + '\n')
