@@ -12,15 +12,12 @@ from absl.testing import parameterized
 from jax import lax
 
 from cnn_jax.ops import conv, shapes
+from tests.arrays import normal
 
 HIGHEST = lax.Precision.HIGHEST
 # fp32 tolerance against lax: Winograd's transforms add and halve before and
 # after the product, so it rounds a few more times than the einsums.
 TOL = {'einsum': 1e-5, 'einsum_shifted': 1e-5, 'winograd': 1e-4}
-
-
-def _rand(seed, shape, dtype=jnp.float32):
-  return jax.random.normal(jax.random.key(seed), shape, dtype)
 
 
 @st.composite
@@ -48,7 +45,7 @@ def conv_cases(draw):
 
 @hypothesis.given(conv_cases())
 def test_einsum_matches_lax_forward_and_gradients(case):
-  x, w = _rand(case['seed'], case['x_shape']), _rand(case['seed'] + 1, case['w_shape'])
+  x, w = normal(case['seed'], case['x_shape']), normal(case['seed'] + 1, case['w_shape'])
   kwargs = case['kwargs']
 
   def loss(impl, x, w):
@@ -96,7 +93,7 @@ def winograd_cases(draw):
 
 @hypothesis.given(winograd_cases())
 def test_winograd_matches_lax_forward_and_gradients(case):
-  x, w = _rand(case['seed'], case['x_shape']), _rand(case['seed'] + 1, case['w_shape'])
+  x, w = normal(case['seed'], case['x_shape']), normal(case['seed'] + 1, case['w_shape'])
   kwargs = dict(padding=case['padding'], groups=case['groups'], precision=HIGHEST)
 
   @jax.jit
@@ -125,7 +122,7 @@ def test_winograd_matches_lax_forward_and_gradients(case):
 ])
 def test_winograd_falls_back_to_einsum_elsewhere(kernel_hw, kwargs):
   """Layers Winograd cannot serve run the 'einsum' path: same program, equal to lax."""
-  x, w = _rand(0, (2, 9, 8, 4)), _rand(1, (*kernel_hw, 4 // kwargs.get('groups', 1), 6))
+  x, w = normal(0, (2, 9, 8, 4)), normal(1, (*kernel_hw, 4 // kwargs.get('groups', 1), 6))
   assert not conv.winograd_applies(kernel_hw, kwargs.get('stride', 1), kwargs.get('dilation', 1))
   f = {impl: jax.jit(lambda x, w, impl=impl: conv.conv2d(x, w, impl=impl, precision=HIGHEST,
                                                          **kwargs))
@@ -137,13 +134,13 @@ def test_winograd_falls_back_to_einsum_elsewhere(kernel_hw, kwargs):
   for a, b in zip(gw, gl):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
   # conv1d's kernels are 1 x k, so its winograd is the einsum path too.
-  x1, w1 = _rand(2, (2, 10, 4)), _rand(3, (3, 4, 5))
+  x1, w1 = normal(2, (2, 10, 4)), normal(3, (3, 4, 5))
   np.testing.assert_allclose(conv.conv1d(x1, w1, padding='SAME', impl='winograd'),
                              conv.conv1d(x1, w1, padding='SAME'), atol=1e-5)
 
 
 def test_winograd_has_no_conv_primitive_and_is_winograd():
-  x, w = _rand(0, (2, 7, 6, 4)), _rand(1, (3, 3, 2, 4))
+  x, w = normal(0, (2, 7, 6, 4)), normal(1, (3, 3, 2, 4))
   for groups, wk in ((1, jnp.concatenate([w, w], axis=2)), (2, w)):
     fn = lambda x, w: conv.conv2d(x, w, padding='SAME', groups=groups, impl='winograd')
     fwd = jax.make_jaxpr(fn)(x, wk)
@@ -155,7 +152,7 @@ def test_winograd_has_no_conv_primitive_and_is_winograd():
     assert len(dots) == 1 and dots[0].outvars[0].aval.shape[0] == 16, dots
   # A stride-1 3x3 transposed conv is a Winograd conv of the zero-inserted input.
   tr = jax.make_jaxpr(lambda x, w: conv.conv_transpose2d(
-      x, w, padding='SAME', impl='winograd'))(x, _rand(2, (3, 3, 4, 5)))
+      x, w, padding='SAME', impl='winograd'))(x, normal(2, (3, 3, 4, 5)))
   assert 'conv_general_dilated' not in str(tr)
   assert any(e.primitive.name == 'dot_general' and e.outvars[0].aval.shape[0] == 16
              for e in tr.jaxpr.eqns)
@@ -164,7 +161,7 @@ def test_winograd_has_no_conv_primitive_and_is_winograd():
 def test_winograd_kernel_transform_by_hand():
   """U = G g G^T, against the matrices written out."""
   g_mat = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
-  w = np.asarray(_rand(0, (3, 3, 2, 3)))
+  w = np.asarray(normal(0, (3, 3, 2, 3)))
   np.testing.assert_allclose(conv.winograd_kernel(jnp.asarray(w)),
                              np.einsum('ap,pqco,bq->abco', g_mat, w, g_mat), atol=1e-6)
   with pytest.raises(ValueError, match=r'3x3 kernels only, got \(5, 5\)'):
@@ -181,9 +178,9 @@ def test_winograd_bfloat16(shape):
   is 3% of the largest |value|.
   """
   c = shape[-1]
-  x, w = _rand(0, shape), _rand(1, (3, 3, c, 8)) / np.sqrt(9 * c)
+  x, w = normal(0, shape), normal(1, (3, 3, c, 8)) / np.sqrt(9 * c)
   f = lambda impl, x, w: conv.conv2d(x, w, padding='SAME', impl=impl, precision=HIGHEST)
-  ct = _rand(2, (*shape[:3], 8))
+  ct = normal(2, (*shape[:3], 8))
 
   def y_and_grads(impl, x, w, ct):
     y, vjp = jax.vjp(lambda x, w: f(impl, x, w), x, w)
@@ -216,8 +213,8 @@ class ConvVariantsTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.product(impl=conv.IMPLS, stride=[1, 2], padding=['SAME', 'VALID', 1])
   def test_transpose_is_adjoint_of_conv(self, impl, stride, padding):
-    x = _rand(0, (2, 5, 6, 3))
-    w = _rand(1, (3, 3, 3, 4))  # (kh, kw, C_in of the transpose, C_out of the transpose)
+    x = normal(0, (2, 5, 6, 3))
+    w = normal(1, (3, 3, 3, 4))  # (kh, kw, C_in of the transpose, C_out of the transpose)
     y = self.variant(lambda x, w: conv.conv_transpose2d(
         x, w, stride=stride, padding=padding, impl=impl, precision=HIGHEST))(x, w)
     if padding == 'SAME':
@@ -228,12 +225,12 @@ class ConvVariantsTest(chex.TestCase):
     assert out.shape == x.shape  # the forward conv maps y's shape back to x's
     np.testing.assert_allclose(y, vjp(x)[0], atol=1e-5)
     # The dot-product form of the adjoint identity, on random vectors.
-    z = _rand(2, y.shape)
+    z = normal(2, y.shape)
     np.testing.assert_allclose(jnp.vdot(fwd(z), x), jnp.vdot(z, y), rtol=1e-4)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_transpose_output_padding_and_dilation(self):
-    x, w = _rand(0, (1, 4, 4, 2)), _rand(1, (3, 3, 2, 3))
+    x, w = normal(0, (1, 4, 4, 2)), normal(1, (3, 3, 2, 3))
     for impl in conv.IMPLS:
       y = self.variant(lambda x, w: conv.conv_transpose2d(
           x, w, stride=2, padding=1, output_padding=1, dilation=2, impl=impl,
@@ -247,7 +244,7 @@ class ConvVariantsTest(chex.TestCase):
 
 @pytest.mark.parametrize('impl', conv.IMPLS)
 def test_convolve_differs_from_correlate_exactly_by_the_flip(impl):
-  x, w = _rand(0, (2, 8, 8, 3)), _rand(1, (3, 5, 3, 2))
+  x, w = normal(0, (2, 8, 8, 3)), normal(1, (3, 5, 3, 2))
   np.testing.assert_array_equal(conv.convolve2d(x, w, impl=impl),
                                 conv.conv2d(x, w[::-1, ::-1], impl=impl))
   # ...and they genuinely differ for a non-symmetric kernel.
@@ -256,7 +253,7 @@ def test_convolve_differs_from_correlate_exactly_by_the_flip(impl):
 
 @pytest.mark.parametrize('impl', conv.IMPLS)
 def test_translation_equivariance(impl):
-  x, w = _rand(0, (1, 12, 12, 2)), _rand(1, (3, 3, 2, 4))
+  x, w = normal(0, (1, 12, 12, 2)), normal(1, (3, 3, 2, 4))
 
   def circular_conv(x):  # wrap padding makes shifts exact, edges included
     return conv.conv2d(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='wrap'), w, impl=impl)
@@ -268,7 +265,7 @@ def test_translation_equivariance(impl):
 
 @pytest.mark.parametrize('impl', conv.IMPLS)
 def test_bias_and_bfloat16(impl):
-  x, w, b = _rand(0, (2, 6, 6, 4)), _rand(1, (3, 3, 4, 5)), _rand(2, (5,))
+  x, w, b = normal(0, (2, 6, 6, 4)), normal(1, (3, 3, 4, 5)), normal(2, (5,))
   np.testing.assert_allclose(conv.conv2d(x, w, b, impl=impl),
                              conv.conv2d(x, w, impl=impl) + b, atol=1e-6)
   y16 = conv.conv2d(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), impl=impl)
@@ -278,7 +275,7 @@ def test_bias_and_bfloat16(impl):
 
 @pytest.mark.parametrize('impl', conv.IMPLS[1:])
 def test_einsum_gradients_numerically(impl):
-  x, w = _rand(0, (1, 5, 5, 2)), _rand(1, (2, 3, 1, 4))
+  x, w = normal(0, (1, 5, 5, 2)), normal(1, (2, 3, 1, 4))
   f = lambda x, w: conv.conv2d(x, w, stride=2, padding='SAME', groups=2, impl=impl)
   jax.test_util.check_grads(f, (x, w), order=1, modes=('rev', 'fwd'), atol=1e-2, rtol=1e-2)
 
@@ -359,7 +356,7 @@ def test_unknown_impl():
 
 @pytest.mark.parametrize('impl', conv.IMPLS[1:])
 def test_einsum_path_has_no_conv_primitive(impl):
-  x, w = _rand(0, (1, 6, 6, 4)), _rand(1, (3, 3, 2, 4))
+  x, w = normal(0, (1, 6, 6, 4)), normal(1, (3, 3, 2, 4))
   fn = lambda x, w: conv.conv2d(x, w, stride=2, padding='SAME', groups=2, impl=impl)
   for jaxpr in (jax.make_jaxpr(fn)(x, w), jax.make_jaxpr(jax.grad(
       lambda x, w: fn(x, w).sum(), argnums=(0, 1)))(x, w),

@@ -13,12 +13,9 @@ from absl.testing import parameterized
 from jax import lax
 
 from cnn_jax.ops import conv
+from tests.arrays import normal
 
 HIGHEST = lax.Precision.HIGHEST
-
-
-def _rand(seed, shape):
-  return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
 
 
 def _ref_pads(padding, length, k, stride, dilation):
@@ -70,7 +67,7 @@ def conv1d_cases(draw):
 @hypothesis.settings(max_examples=12)
 @hypothesis.given(conv1d_cases())
 def test_every_impl_matches_numpy_and_einsum_gradients_match_lax(case):
-  x, w = _rand(case['seed'], case['x_shape']), _rand(case['seed'] + 1, case['w_shape'])
+  x, w = normal(case['seed'], case['x_shape']), normal(case['seed'] + 1, case['w_shape'])
   kwargs = case['kwargs']
 
   def loss(impl, x, w):
@@ -99,7 +96,7 @@ class Conv1dVariantsTest(chex.TestCase):
   @parameterized.product(impl=conv.IMPLS)
   def test_text_cnn_shapes_and_bias(self, impl):
     # Kim (2014)-style: 6-d embeddings of 7-token sentences, filter width 3, 'SAME'.
-    x, w, b = _rand(0, (2, 7, 6)), _rand(1, (3, 6, 4)), _rand(2, (4,))
+    x, w, b = normal(0, (2, 7, 6)), normal(1, (3, 6, 4)), normal(2, (4,))
     fn = self.variant(lambda x, w, b: conv.conv1d(x, w, b, padding='SAME', impl=impl,
                                                   precision=HIGHEST))
     y = fn(x, w, b)
@@ -110,7 +107,7 @@ class Conv1dVariantsTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_strided_same_gives_ceil(self):
     y = self.variant(lambda x, w: conv.conv1d(x, w, stride=3, padding='SAME'))(
-        _rand(0, (1, 10, 2)), _rand(1, (4, 2, 3)))
+        normal(0, (1, 10, 2)), normal(1, (4, 2, 3)))
     chex.assert_shape(y, (1, 4, 3))  # ceil(10 / 3)
 
 
@@ -124,7 +121,7 @@ def test_single_channel_is_numpy_correlate():
 
 
 def test_einsum_gradients_numerically():
-  x, w = _rand(0, (1, 7, 2)), _rand(1, (3, 1, 4))
+  x, w = normal(0, (1, 7, 2)), normal(1, (3, 1, 4))
   f = jax.jit(lambda x, w: conv.conv1d(x, w, stride=2, padding='SAME', dilation=2, groups=2,
                                        impl='einsum'))
   jax.test_util.check_grads(f, (x, w), order=1, modes=('rev',), atol=1e-2, rtol=1e-2)
@@ -132,7 +129,7 @@ def test_einsum_gradients_numerically():
 
 @pytest.mark.parametrize('impl', conv.IMPLS[1:])
 def test_einsum_path_has_no_conv_primitive(impl):
-  x, w = _rand(0, (2, 9, 4)), _rand(1, (3, 2, 4))
+  x, w = normal(0, (2, 9, 4)), normal(1, (3, 2, 4))
   fn = lambda x, w: conv.conv1d(x, w, stride=2, padding='SAME', groups=2, impl=impl)
   grad = jax.grad(lambda x, w: fn(x, w).sum(), argnums=(0, 1))
   for jaxpr in (jax.make_jaxpr(fn)(x, w), jax.make_jaxpr(grad)(x, w)):

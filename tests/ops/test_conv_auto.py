@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cnn_jax.ops import conv, conv_auto
+from tests.arrays import normal
 
 
 @pytest.fixture
@@ -18,10 +19,6 @@ def cache(tmp_path, monkeypatch):
   path = tmp_path / 'sub' / 'conv_auto.json'
   monkeypatch.setenv('CNN_JAX_CONV_AUTO_CACHE', str(path))
   return path
-
-
-def _rand(seed, shape):
-  return jax.random.normal(jax.random.key(seed), shape)
 
 
 def _no_measuring(*args, **kwargs):
@@ -33,7 +30,7 @@ def _jaxpr(impl, x, w, **kwargs):
 
 
 def test_auto_measures_once_writes_reads_back_and_obeys_the_cache(cache, monkeypatch):
-  x, w = _rand(0, (2, 6, 5, 3)), _rand(1, (3, 3, 3, 4))
+  x, w = normal(0, (2, 6, 5, 3)), normal(1, (3, 3, 3, 4))
   assert conv_auto.cache_path() == cache and not cache.exists()
   # First use, inside jit and grad: measured, and the choice written down.
   y = jax.jit(lambda x, w: conv.conv2d(x, w, padding='SAME', impl='auto'))(x, w)
@@ -60,7 +57,7 @@ def test_auto_measures_once_writes_reads_back_and_obeys_the_cache(cache, monkeyp
 
 
 def test_auto_keys_differ_by_stride_and_winograd_is_no_candidate_where_it_cannot_run(cache):
-  x, w = _rand(0, (1, 6, 6, 2)), _rand(1, (3, 3, 2, 2))
+  x, w = normal(0, (1, 6, 6, 2)), normal(1, (3, 3, 2, 2))
   conv.conv2d(x, w, stride=2, impl='auto')
   conv.conv1d(x[:, 0], w[0], impl='auto')
   entries = json.loads(cache.read_text())
@@ -72,7 +69,7 @@ def test_auto_keys_differ_by_stride_and_winograd_is_no_candidate_where_it_cannot
 
 def test_auto_falls_back_to_lax_when_nothing_measures(cache, monkeypatch):
   monkeypatch.setattr(conv_auto, 'measure', lambda *a, **k: {})
-  x, w = _rand(0, (1, 5, 5, 2)), _rand(1, (3, 3, 2, 2))
+  x, w = normal(0, (1, 5, 5, 2)), normal(1, (3, 3, 2, 2))
   assert 'conv_general_dilated' in _jaxpr('auto', x, w)
   assert not cache.exists()  # a fallback is not a measurement: nothing recorded
   cache.parent.mkdir(parents=True)
@@ -82,7 +79,7 @@ def test_auto_falls_back_to_lax_when_nothing_measures(cache, monkeypatch):
 
 
 def test_auto_transposed_conv_matches_lax(cache):
-  x, w = _rand(0, (1, 4, 4, 2)), _rand(1, (3, 3, 2, 3))
+  x, w = normal(0, (1, 4, 4, 2)), normal(1, (3, 3, 2, 3))
   y = conv.conv_transpose2d(x, w, stride=2, padding='SAME', impl='auto')
   np.testing.assert_allclose(y, conv.conv_transpose2d(x, w, stride=2, padding='SAME'),
                              atol=1e-4)
