@@ -57,7 +57,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax.pytree import leaf_paths
@@ -515,7 +514,8 @@ def load_into(variables: Variables, flat: Mapping[str, np.ndarray], names: Mappi
       raise ValueError(f'shape mismatch for {path} <- {key!r}{extra}: file has {theirs.shape}, '
                        f'expected {expected} (ours {want}); is the model built with the same '
                        'depth/width/num_classes? Drop the key from names to keep ours.')
-    new[path] = jnp.asarray(from_torch_layout(theirs, key).astype(leaf.dtype, copy=False))
+    # device_put, not jnp.asarray: the latter compiles a program per shape (about 20 ms each).
+    new[path] = jax.device_put(from_torch_layout(theirs, key).astype(leaf.dtype, copy=False))
   unused = unused_keys(flat, names)
   if unused:
     warnings.warn(f'{len(unused)} key(s) of the weights file were not loaded, e.g. '

@@ -231,9 +231,9 @@ def _init_from_run(state: TrainState, tx, t: ml_collections.ConfigDict
                                        t.exclude)
   batch_stats, _ = transfer.transplant(jax.device_get(state.batch_stats),
                                        source['batch_stats'], t.exclude, what='batch_stats')
-  params = jax.tree.map(jnp.asarray, params)
-  state = state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray, batch_stats),
-                        opt_state=tx.init(params))
+  # device_put, not a jnp.asarray per leaf (a compiled program per shape); one jitted init.
+  params, batch_stats = jax.device_put((params, batch_stats))
+  state = state.replace(params=params, batch_stats=batch_stats, opt_state=jax.jit(tx.init)(params))
   new = [name for name in params if name not in copied]
   return state, (f'initialised from {t.init_from} ({len(copied)} modules; new: '
                  f'{", ".join(new) or "none"}; frozen: {", ".join(t.freeze) or "none"})')

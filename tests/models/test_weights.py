@@ -188,7 +188,7 @@ def test_fc_after_flatten_permutes_chw_to_hwc():
 def test_file_round_trip_is_bit_identical(tmp_path, kind, depth, kwargs, ext):
   abstract = _abstract(kind, depth, **kwargs)
   names = weights.names_for(f'{kind}{depth}', abstract)
-  original = jax.tree.map(jnp.asarray, _random(abstract))
+  original = jax.device_put(_random(abstract))
   path = tmp_path / f'w{ext}'
   weights.save_flat(weights.export_flat(original, names), path)
   flat = weights.load_flat(path)
@@ -205,7 +205,7 @@ def test_loading_into_abstract_variables_and_dtype_cast(tmp_path):
   path = tmp_path / 'r18.npz'
   weights.save_flat(weights.export_flat(original, weights.names_for('resnet18', abstract)), path)
   loaded = weights.load_pretrained('resnet18', abstract, path)  # ShapeDtypeStruct template.
-  _assert_identical(jax.tree.map(jnp.asarray, original), loaded)
+  _assert_identical(jax.device_put(original), loaded)
   bf16 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, jnp.bfloat16), abstract)
   loaded = weights.load_pretrained('resnet18', bf16, path)
   chex.assert_trees_all_equal_dtypes(loaded, bf16)
@@ -217,7 +217,7 @@ def test_tiny_resnet_gives_the_same_logits_after_export_and_reload(tmp_path):
   model = ResNet(depth=18, width=8, num_classes=5)
   x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 32, 32, 3)), jnp.float32)
   abstract = abstract_variables(model, x.shape)
-  original = jax.tree.map(jnp.asarray, _random(abstract, seed=4))
+  original = jax.device_put(_random(abstract, seed=4))
   path = tmp_path / 'tiny.safetensors'
   weights.save_flat(weights.export_flat(original, weights.names_for('resnet18', abstract)), path)
   loaded = weights.load_pretrained('resnet18', _zeros(abstract), path)
