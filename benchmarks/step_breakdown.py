@@ -98,8 +98,10 @@ def conv_passes(jaxpr) -> tuple[dict[ConvSig, collections.Counter], int]:
   a transposed one is the weight gradient of the forward whose (input,
   output-cotangent) shapes it takes and whose kernel shape it returns, or the
   input gradient of the one whose (cotangent, kernel) it takes and whose input
-  shape it returns. ``unmatched`` counts transposes matching no forward
-  (e.g. grouped convolutions, whose transposes reshape the kernel).
+  shape it returns. Shapes are compared up to the order of their axes: the
+  gradients of ``ops.conv``'s lax path take and give transposed layouts
+  (``ops.conv._conv2d_lax``). ``unmatched`` counts transposes matching no
+  forward (e.g. grouped convolutions, whose transposes reshape the kernel).
   """
   eqns = [e for e in iter_eqns(jaxpr) if e.primitive.name == 'conv_general_dilated']
   backward = [e for e in eqns if 'transpose' in str(e.source_info.name_stack)]
@@ -108,14 +110,17 @@ def conv_passes(jaxpr) -> tuple[dict[ConvSig, collections.Counter], int]:
     if e not in backward:
       counts.setdefault(_sig(e), collections.Counter())['fwd'] += 1
   unmatched = 0
+  dims = lambda shape: tuple(sorted(shape))
   for e in backward:
-    shapes = sorted(tuple(v.aval.shape) for v in e.invars)
-    out = tuple(e.outvars[0].aval.shape)
+    shapes = sorted(dims(v.aval.shape) for v in e.invars)
+    out = dims(e.outvars[0].aval.shape)
     for sig, c in counts.items():
-      if out == sig.w_shape and shapes == sorted([sig.x_shape, sig.out_shape]):
+      if out == dims(sig.w_shape) and shapes == sorted([dims(sig.x_shape),
+                                                        dims(sig.out_shape)]):
         c['dw'] += 1
         break
-      if out == sig.x_shape and shapes == sorted([sig.out_shape, sig.w_shape]):
+      if out == dims(sig.x_shape) and shapes == sorted([dims(sig.out_shape),
+                                                        dims(sig.w_shape)]):
         c['dx'] += 1
         break
     else:

@@ -294,6 +294,47 @@ def conv2d_winograd(x: jax.Array, w: jax.Array, *, padding: Padding = 'VALID',
   return y[:, :h_out, :w_out] if (2 * th, 2 * tw) != (h_out, w_out) else y
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv2d_lax(x, w, strides, pads, dilations, groups, precision):
+  """``lax.conv_general_dilated`` (NHWC, HWIO) whose gradients XLA:CPU can run in loops.
+
+  The value and every derivative equal lax's own (bit for bit at ResNet-20's
+  shapes). What differs is how the tangent maps spell their layouts. JAX's
+  transpose rules turn ``conv(dx, w)`` into an input gradient whose kernel is
+  (kh, kw, O, I) and ``conv(x, dw)`` into a weight gradient over an input
+  (C, H, W, N) into an output (kh, kw, I, O): dimension numbers XLA:CPU's
+  libraries cannot take. At a program's top level XLA rewrites such a
+  convolution into transposes and a library call; inside a ``while``/``scan``
+  body it does not (``ConvCanonicalization`` only visits top-level
+  convolutions), and the gradient ran 20-40x slower there (jax-ml/jax#12868;
+  ``benchmarks/conv_in_loop.py``). Declaring the tangent maps' operands in the
+  transposed layouts ('HWOI' for the kernel; 'CHWN' in, 'IHWO' kernel, 'HWNC'
+  out for the weight tangent) makes JAX's transposes come out canonical
+  (NHWC / HWIO) with explicit transposes around them, wherever they run.
+  A ``custom_jvp`` (not ``custom_vjp``) keeps forward mode (``jax.jvp``,
+  ``jacfwd``) working.
+  """
+  return lax.conv_general_dilated(
+      x, w, window_strides=strides, padding=pads, rhs_dilation=dilations,
+      dimension_numbers=_DIMENSION_NUMBERS, feature_group_count=groups, precision=precision)
+
+
+@functools.partial(_conv2d_lax.defjvp, symbolic_zeros=True)
+def _conv2d_lax_jvp(strides, pads, dilations, groups, precision, primals, tangents):
+  (x, w), (dx, dw) = primals, tangents
+  y = _conv2d_lax(x, w, strides, pads, dilations, groups, precision)
+  conv = functools.partial(lax.conv_general_dilated, window_strides=strides, padding=pads,
+                           rhs_dilation=dilations, feature_group_count=groups,
+                           precision=precision)
+  parts = []
+  if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+    parts.append(conv(dx, w.transpose(0, 1, 3, 2), dimension_numbers=('NHWC', 'HWOI', 'NHWC')))
+  if not isinstance(dw, jax.custom_derivatives.SymbolicZero):
+    parts.append(conv(x.transpose(3, 1, 2, 0), dw.transpose(2, 0, 1, 3),
+                      dimension_numbers=('CHWN', 'IHWO', 'HWNC')).transpose(2, 0, 1, 3))
+  return y, functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(y)
+
+
 def _from_scratch(x, w, strides, pads, dilations, groups, precision, impl):
   """A from-scratch impl on normalised geometry: Winograd where it applies, else einsum."""
   if impl == 'winograd' and winograd_applies(w.shape[:2], strides, dilations):
@@ -337,9 +378,7 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     impl = _auto('conv2d', layer, x, w, winograd_applies(w.shape[:2], strides, dilations),
                  stride=strides, padding=pads, dilation=dilations, groups=groups)
   if impl == 'lax':
-    y = lax.conv_general_dilated(
-        x, w, window_strides=strides, padding=pads, rhs_dilation=dilations,
-        dimension_numbers=_DIMENSION_NUMBERS, feature_group_count=groups, precision=precision)
+    y = _conv2d_lax(x, w, strides, pads, dilations, groups, precision)
   else:
     y = _from_scratch(x, w, strides, pads, dilations, groups, precision, impl)
   if b is not None:

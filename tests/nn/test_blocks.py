@@ -10,6 +10,7 @@ import pytest
 from absl.testing import parameterized
 
 from cnn_jax import nn as cnn
+from cnn_jax.models.introspect import iter_eqns
 from cnn_jax.ops import blocks, compose, norm
 
 X = jax.random.normal(jax.random.key(42), (2, 8, 8, 8))
@@ -214,7 +215,7 @@ def test_bottleneck_strides_on_the_3x3_as_resnet_v1_5():
   x = jnp.zeros((1, 8, 8, 16))
   jaxpr = jax.make_jaxpr(lambda x: spec.apply(params, state, x, train=False))(x)
   convs = [(e.invars[1].aval.shape[:2], e.outvars[0].aval.shape)
-           for e in jaxpr.jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
+           for e in iter_eqns(jaxpr) if e.primitive.name == 'conv_general_dilated']
   # conv1 1x1 keeps 8x8, conv2 3x3 halves it, conv3 1x1 and the 1x1 projection at 4x4.
   assert convs == [((1, 1), (1, 8, 8, 8)), ((3, 3), (1, 4, 4, 8)), ((1, 1), (1, 4, 4, 32)),
                    ((1, 1), (1, 4, 4, 32))]
