@@ -37,10 +37,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.steps = a['steps']
   c.optimizer = 'adam'         # 'adam' | 'lbfgs'
   c.lr = 0.03                  # Adam, in [0, 1] pixel units
-  # VGG's convolutions (cnn_jax.ops.conv.IMPL_CHOICES). With optimizer='lbfgs' on CPU,
-  # 'einsum': the line search runs VGG's gradient inside a while loop, where XLA:CPU's own
-  # convolution is slow (benchmarks/README.md, conv_in_loop.py). 40 L-BFGS steps at 128 px
-  # (2026-12-07, 2-core Xeon): 15.1 s with 'einsum', 24.6 s with 'lax', compiles included.
+  # VGG's convolutions (cnn_jax.ops.conv.IMPL_CHOICES). 40 L-BFGS steps at 128 px, whose
+  # line search runs VGG's gradient inside a while loop (2026-12-07, 2-core Xeon, compiles
+  # included): 'lax' 12.8 s ('lax' before its gradients were made canonical convolutions:
+  # 24.6 s; benchmarks/README.md, conv_in_loop.py), 'einsum' 15.1-18.4 s.
   c.conv_impl = 'lax'
   c.content_layer = 'conv4_2'
   # J_content's normalisation (cnn_jax.ops.losses.content_loss): '4hwc' divides the sum of

@@ -27,6 +27,12 @@ and ``Y = A^T M A``. Every other layer (other kernel sizes, strides,
 dilations; ``conv1d``'s 1 x k kernels) silently takes the ``'einsum'`` path,
 so ``conv_impl='winograd'`` runs every model without a convolution primitive.
 
+``conv2d``'s lax path computes ``lax.conv_general_dilated`` and, bit for bit,
+its gradients, but spells its tangent maps so that JAX's transposes of them
+are canonical convolutions, which XLA:CPU runs as library calls inside
+``scan``/``while`` bodies too (JAX's own were 20-40x slower there; see
+``_conv2d_lax``).
+
 ``impl='auto'`` picks, per layer shape, whichever of these measured fastest
 on the current backend, measuring at first use and caching the choice on
 disk (:mod:`cnn_jax.ops.conv_auto`).

@@ -11,6 +11,7 @@ import scipy.signal
 from absl.testing import parameterized
 from jax import lax
 
+from cnn_jax.models.introspect import iter_eqns
 from cnn_jax.ops import conv, shapes
 from tests.arrays import normal
 
@@ -53,14 +54,26 @@ def test_einsum_matches_lax_forward_and_gradients(case):
     # A fixed non-constant cotangent exercises every output element's gradient path.
     return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape))), y
 
+  def loss_raw(x, w):  # lax.conv_general_dilated with JAX's own gradients
+    pads = shapes.normalize_padding(kwargs['padding'], x.shape[1:3], w.shape[:2],
+                                    kwargs['stride'], kwargs['dilation'])
+    y = lax.conv_general_dilated(x, w, kwargs['stride'], pads, rhs_dilation=kwargs['dilation'],
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                 feature_group_count=kwargs['groups'], precision=HIGHEST)
+    return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape))), y
+
   # One compiled program per example: eager grads would dispatch op by op.
   @jax.jit
   def both(x, w):
-    return {impl: jax.grad(lambda x, w: loss(impl, x, w), argnums=(0, 1), has_aux=True)(x, w)
-            for impl in conv.IMPLS}
+    out = {impl: jax.grad(lambda x, w: loss(impl, x, w), argnums=(0, 1), has_aux=True)(x, w)
+           for impl in conv.IMPLS}
+    return {**out, 'raw': jax.grad(loss_raw, argnums=(0, 1), has_aux=True)(x, w)}
 
   out = both(x, w)
   (gx_lax, gw_lax), y_lax = out['lax']
+  # The lax path's gradients (tangent maps in transposed layouts) are lax's own, bit for bit.
+  for got, want in zip(jax.tree.leaves(out['lax']), jax.tree.leaves(out['raw'])):
+    np.testing.assert_array_equal(got, want)
   expected_hw = shapes.conv_output_hw(
       x.shape[1:3], w.shape[:2], kwargs['stride'],
       shapes.normalize_padding(kwargs['padding'], x.shape[1:3], w.shape[:2],
@@ -73,6 +86,36 @@ def test_einsum_matches_lax_forward_and_gradients(case):
     np.testing.assert_allclose(y_ein, y_lax, atol=tol, rtol=tol, err_msg=impl)
     np.testing.assert_allclose(gx_ein, gx_lax, atol=tol, rtol=tol, err_msg=impl)
     np.testing.assert_allclose(gw_ein, gw_lax, atol=tol, rtol=tol, err_msg=impl)
+
+
+@pytest.mark.parametrize('kwargs,w_shape', [
+    (dict(padding='SAME'), (3, 3, 4, 6)), (dict(stride=2, padding=1), (3, 3, 4, 6)),
+    (dict(dilation=2, padding='VALID'), (3, 3, 4, 6)),
+    (dict(padding='SAME', groups=2), (3, 3, 2, 6)),
+])
+def test_lax_gradients_are_canonical_convolutions(kwargs, w_shape):
+  """What lets XLA:CPU run them as library calls inside loop bodies (not only at a
+  program's top level): every convolution of the gradient is NHWC / HWIO -> NHWC."""
+  x, w = normal(0, (2, 9, 8, 4)), normal(1, w_shape)
+  canonical = lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
+  jaxpr = jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(jnp.sin(conv.conv2d(x, w, **kwargs))),
+                                  argnums=(0, 1)))(x, w)
+  dims = [e.params['dimension_numbers'] for e in iter_eqns(jaxpr)
+          if e.primitive.name == 'conv_general_dilated']
+  assert len(dims) == 3 and all(d == canonical for d in dims), dims
+
+
+def test_lax_path_keeps_forward_mode():
+  """A custom_jvp, not a custom_vjp: jvp and jacfwd work and equal lax's own."""
+  x, w = normal(0, (1, 5, 5, 2)), normal(1, (3, 3, 2, 3))
+  raw = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                              dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  ours = lambda x, w: conv.conv2d(x, w, padding='SAME')
+  tangents = (normal(2, x.shape), normal(3, w.shape))
+  np.testing.assert_allclose(jax.jvp(ours, (x, w), tangents)[1],
+                             jax.jvp(raw, (x, w), tangents)[1], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.jacfwd(ours, argnums=1)(x, w), jax.jacfwd(raw, argnums=1)(x, w),
+                             rtol=1e-5, atol=1e-5)
 
 
 @st.composite
