@@ -1,11 +1,14 @@
 """A convolution's forward and backward inside a loop body against the same at top level.
 
 XLA:CPU rewrites a convolution whose dimension numbers its libraries cannot
-take (a gradient's: the input gradient's kernel is (kh, kw, O, I), the weight
-gradient's input is (C, H, W, N)) into transposes and a library call only at
-the top level of a program (its ``ConvCanonicalization`` pass); inside a
-``while``/``scan`` body the convolution is emitted as XLA's own loops
-(jax-ml/jax#12868). Per ``conv_impls.SHAPES`` entry and impl, this times
+take (JAX's own gradients: the input gradient's kernel is (kh, kw, O, I), the
+weight gradient's input is (C, H, W, N)) into transposes and a library call
+only at the top level of a program (its ``ConvCanonicalization`` pass); inside
+a ``while``/``scan`` body such a convolution is emitted as XLA's own loops
+(jax-ml/jax#12868). ``ops.conv``'s lax path spells its gradients as canonical
+convolutions to avoid that; this benchmark found the problem and now checks
+the fix (``benchmarks/README.md`` has both runs). Per ``conv_impls.SHAPES``
+entry and impl, this times
 ``jax.vjp`` of ``ops.conv2d`` (the input and weight gradients of a random
 cotangent) jitted as is and inside a one-trip ``lax.scan``, side by side, and
 reports ``ratio_<impl>_scan_over_plain``. The from-scratch impls are einsums

@@ -164,9 +164,11 @@ def project_step_fn(name: str, batch: int, dtype_name: str, num_seeds: int = 1,
   dp = DataParallel('jit', jax.devices()[:1], num_seeds=num_seeds)
   seeded = functools.partial(over_seeds, num_seeds=num_seeds, mode=seeds_mode)
   keys = jax.random.split(jax.random.key(0), num_seeds)
-  states = [jax.device_get(init(k)) for k in keys]
-  state = dp.put_state(states[0] if num_seeds == 1 else
-                       jax.tree.map(lambda *xs: np.stack(xs), *states))
+  if num_seeds == 1:
+    state = init(keys[0])
+  else:  # stacked on the host: an eager jnp.stack would compile once per leaf shape
+    state = jax.tree.map(lambda *xs: np.stack(xs), *(jax.device_get(init(k)) for k in keys))
+  state = dp.put_state(state)
   task_config = default_config()
   task_config.augment.crop_padding, task_config.augment.flip = 4, True
   train_step = seeded(make_train_step(model, Classification(task_config), _TX, _SCHEDULE,
