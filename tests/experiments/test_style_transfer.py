@@ -107,7 +107,7 @@ def test_loss_decreases_and_outputs_are_written(tmp_path, content_file, optimize
 
 
 def test_generated_inputs_run_offline(tmp_path):
-  # The einsum convolutions here (the other runs: lax), as for L-BFGS on CPU (the config).
+  # The einsum convolutions here (the other runs: lax): config.conv_impl reaches VGG.
   summary = st.run(_tiny_cfg(steps=2, save_every=0, conv_impl='einsum'), tmp_path, quiet=True)
   assert summary['weights'] == 'random' and summary['output_size'] == [32, 32]
   assert summary['conv_impl'] == 'einsum' and np.isfinite(summary['last']['total'])

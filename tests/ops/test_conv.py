@@ -1,5 +1,7 @@
 """Convolution: lax vs from-scratch einsums and Winograd, true and transposed conv, sizes."""
 
+import functools
+
 import chex
 import hypothesis
 import hypothesis.strategies as st
@@ -19,6 +21,14 @@ HIGHEST = lax.Precision.HIGHEST
 # fp32 tolerance against lax: Winograd's transforms add and halve before and
 # after the product, so it rounds a few more times than the einsums.
 TOL = {'einsum': 1e-5, 'einsum_shifted': 1e-5, 'winograd': 1e-4}
+
+
+def _lax_reference(x, w, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+                   precision=None):
+  """``lax.conv_general_dilated`` itself, with JAX's own derivatives (not ``conv2d``'s)."""
+  return lax.conv_general_dilated(x, w, stride, padding, rhs_dilation=dilation,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                  feature_group_count=groups, precision=precision)
 
 
 @st.composite
@@ -49,35 +59,32 @@ def test_einsum_matches_lax_forward_and_gradients(case):
   x, w = normal(case['seed'], case['x_shape']), normal(case['seed'] + 1, case['w_shape'])
   kwargs = case['kwargs']
 
-  def loss(impl, x, w):
-    y = conv.conv2d(x, w, impl=impl, precision=HIGHEST, **kwargs)
-    # A fixed non-constant cotangent exercises every output element's gradient path.
-    return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape))), y
+  pads = shapes.normalize_padding(kwargs['padding'], x.shape[1:3], w.shape[:2],
+                                  kwargs['stride'], kwargs['dilation'])
+  convs = {impl: functools.partial(conv.conv2d, impl=impl, precision=HIGHEST, **kwargs)
+           for impl in conv.IMPLS}
+  convs['raw'] = functools.partial(_lax_reference, stride=kwargs['stride'], padding=pads,
+                                   dilation=kwargs['dilation'], groups=kwargs['groups'],
+                                   precision=HIGHEST)
 
-  def loss_raw(x, w):  # lax.conv_general_dilated with JAX's own gradients
-    pads = shapes.normalize_padding(kwargs['padding'], x.shape[1:3], w.shape[:2],
-                                    kwargs['stride'], kwargs['dilation'])
-    y = lax.conv_general_dilated(x, w, kwargs['stride'], pads, rhs_dilation=kwargs['dilation'],
-                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                 feature_group_count=kwargs['groups'], precision=HIGHEST)
+  def loss(impl, x, w):
+    y = convs[impl](x, w)
+    # A fixed non-constant cotangent exercises every output element's gradient path.
     return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape))), y
 
   # One compiled program per example: eager grads would dispatch op by op.
   @jax.jit
   def both(x, w):
-    out = {impl: jax.grad(lambda x, w: loss(impl, x, w), argnums=(0, 1), has_aux=True)(x, w)
-           for impl in conv.IMPLS}
-    return {**out, 'raw': jax.grad(loss_raw, argnums=(0, 1), has_aux=True)(x, w)}
+    return {impl: jax.grad(lambda x, w: loss(impl, x, w), argnums=(0, 1), has_aux=True)(x, w)
+            for impl in convs}
 
   out = both(x, w)
   (gx_lax, gw_lax), y_lax = out['lax']
   # The lax path's gradients (tangent maps in transposed layouts) are lax's own, bit for bit.
   for got, want in zip(jax.tree.leaves(out['lax']), jax.tree.leaves(out['raw'])):
     np.testing.assert_array_equal(got, want)
-  expected_hw = shapes.conv_output_hw(
-      x.shape[1:3], w.shape[:2], kwargs['stride'],
-      shapes.normalize_padding(kwargs['padding'], x.shape[1:3], w.shape[:2],
-                               kwargs['stride'], kwargs['dilation']), kwargs['dilation'])
+  expected_hw = shapes.conv_output_hw(x.shape[1:3], w.shape[:2], kwargs['stride'], pads,
+                                      kwargs['dilation'])
   assert y_lax.shape == (x.shape[0], *expected_hw, w.shape[-1])
   for impl in conv.IMPLS[1:]:  # every from-scratch impl against lax
     (gx_ein, gw_ein), y_ein = out[impl]
@@ -108,14 +115,12 @@ def test_lax_gradients_are_canonical_convolutions(kwargs, w_shape):
 def test_lax_path_keeps_forward_mode():
   """A custom_jvp, not a custom_vjp: jvp and jacfwd work and equal lax's own."""
   x, w = normal(0, (1, 5, 5, 2)), normal(1, (3, 3, 2, 3))
-  raw = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
-                                              dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   ours = lambda x, w: conv.conv2d(x, w, padding='SAME')
   tangents = (normal(2, x.shape), normal(3, w.shape))
   np.testing.assert_allclose(jax.jvp(ours, (x, w), tangents)[1],
-                             jax.jvp(raw, (x, w), tangents)[1], rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(jax.jacfwd(ours, argnums=1)(x, w), jax.jacfwd(raw, argnums=1)(x, w),
-                             rtol=1e-5, atol=1e-5)
+                             jax.jvp(_lax_reference, (x, w), tangents)[1], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.jacfwd(ours, argnums=1)(x, w),
+                             jax.jacfwd(_lax_reference, argnums=1)(x, w), rtol=1e-5, atol=1e-5)
 
 
 @st.composite
