@@ -60,7 +60,7 @@ PASSES = ('fwd', 'dx', 'dw')
 _LIBRARIES = {'__ynn_fusion': 'ynnpack', '__xnn_fusion': 'xnnpack', '__onednn_fusion': 'onednn'}
 
 
-# ----------------------------------------------------------------------------- the step's convolutions
+# ----------------------------------------------------------------------------- convolutions
 
 @dataclasses.dataclass(frozen=True)
 class ConvSig:

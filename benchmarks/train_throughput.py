@@ -10,7 +10,7 @@ Candidates, timed interleaved in one process (``benchmarks/timer.py``):
   ``optax.sgd``, ``optax.softmax_cross_entropy``; float input, no augmentation),
   defined in this file.
 * ``torch`` (``--torch``, when PyTorch is installed): the same network in
-  PyTorch (the CIFAR ResNets written here, ResNet-50 from torchvision),
+  PyTorch (the CIFAR ResNets written here, ResNet-50 as torchvision builds it),
   channels_last, AMP for bf16, ``torch.compile`` and cuDNN autotuning on CUDA.
   A torch failure (not installed, a compile error) is recorded in the row as
   ``torch_error`` and the JAX candidates are still timed.
@@ -218,22 +218,70 @@ def _torch_cifar_resnet(depth: int):
   return tnn.Sequential(*layers)
 
 
+def _torch_resnet50():
+  """torchvision's ResNet-50 (v1.5: the stride on the 3x3), written here: only torch needed.
+
+  25,557,032 parameters, as torchvision's and the zoo's (``torch_model`` checks).
+  """
+  import torch
+  import torch.nn as tnn
+
+  def conv_bn(c_in, c_out, k, stride=1):
+    return [tnn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), tnn.BatchNorm2d(c_out)]
+
+  class Bottleneck(tnn.Module):
+    def __init__(self, c_in, width, stride):
+      super().__init__()
+      relu = functools.partial(tnn.ReLU, inplace=True)
+      self.body = tnn.Sequential(*conv_bn(c_in, width, 1), relu(),
+                                 *conv_bn(width, width, 3, stride), relu(),
+                                 *conv_bn(width, 4 * width, 1))
+      self.down = (tnn.Sequential(*conv_bn(c_in, 4 * width, 1, stride))
+                   if stride != 1 or c_in != 4 * width else tnn.Identity())
+
+    def forward(self, x):
+      return torch.relu(self.body(x) + self.down(x))
+
+  layers, c_in = [*conv_bn(3, 64, 7, 2), tnn.ReLU(inplace=True), tnn.MaxPool2d(3, 2, 1)], 64
+  for i, (width, n) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3))):
+    for j in range(n):
+      layers.append(Bottleneck(c_in, width, 2 if i > 0 and j == 0 else 1))
+      c_in = 4 * width
+  layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(2048, 1000)]
+  return tnn.Sequential(*layers)
+
+
+TORCH_PARAMS = {'resnet50': 25_557_032}  # torchvision's count
+
+
+def torch_model(name: str):
+  """``(net, num_classes)``: the PyTorch twin of ``MODELS[name]``, on the CPU."""
+  depth = MODELS[name][3]
+  net, classes = ((_torch_resnet50(), 1000) if depth is None else
+                  (_torch_cifar_resnet(depth), 10))
+  n = sum(p.numel() for p in net.parameters())
+  if name in TORCH_PARAMS and n != TORCH_PARAMS[name]:
+    raise AssertionError(f'torch {name} has {n:,} parameters, not {TORCH_PARAMS[name]:,}')
+  return net, classes
+
+
+def torch_device() -> str:
+  import torch
+  return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
 def torch_step_fn(name: str, batch: int, dtype_name: str):
   """``(None, step)``: the same network in PyTorch, as a tuned PyTorch user runs it.
 
   channels_last, AMP (bf16 autocast) for bfloat16, and on CUDA ``torch.compile``
   and ``cudnn.benchmark`` (cuDNN's autotuning, the counterpart of XLA's). The
-  CIFAR ResNets are written here; ResNet-50 is torchvision's (v1.5, as the zoo's).
+  networks are ``torch_model``'s.
   """
   import torch
   import torch.nn.functional as F
-  _, _, side, depth = MODELS[name]
-  device = 'cuda' if torch.cuda.is_available() else 'cpu'
-  if depth is None:
-    import torchvision
-    net, classes = torchvision.models.resnet50(), 1000
-  else:
-    net, classes = _torch_cifar_resnet(depth), 10
+  side = MODELS[name][2]
+  device = torch_device()
+  net, classes = torch_model(name)
   model = net.to(device, memory_format=torch.channels_last)
   opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
   if device == 'cuda':

@@ -24,6 +24,21 @@ def test_train_throughput_writes_ratios(tmp_path):
     assert row[key] > 0, key
 
 
+def test_infer_throughput_times_both_library_choices(tmp_path):
+  from benchmarks import infer_throughput
+  out = tmp_path / 'i.json'
+  has_torch = importlib.util.find_spec('torch') is not None
+  assert infer_throughput.main(['--models', 'resnet8', '--batches', '2', '--repeats', '1',
+                                '--out', str(out)] + (['--torch'] if has_torch else [])) == 0
+  row = json.loads(out.read_text())['rows'][0]
+  assert (row['model'], row['batch']) == ('resnet8', 2) and row['forward_gflops'] > 0
+  keys = ['cnn_jax_img_s', 'cnn_jax_no_ynn_img_s'] + (
+      ['torch_img_s', 'ratio_cnn_jax_over_torch', 'ratio_cnn_jax_no_ynn_over_torch']
+      if has_torch else [])
+  for key in keys:
+    assert row[key] > 0, key
+
+
 def test_baseline_resnet_matches_the_zoo_parameter_count():
   import jax
   import jax.numpy as jnp
