@@ -9,14 +9,15 @@ import pytest
 
 from cnn_jax.models.lenet import LeNet5
 from cnn_jax.ops import blocks, conv, sliding
+from tests.arrays import normal
 
 
 @hypothesis.settings(max_examples=12, deadline=None)
 @hypothesis.given(h=st.integers(1, 4), w=st.integers(1, 4), c=st.integers(1, 3),
                   d=st.integers(1, 5), extra=st.integers(0, 3))
 def test_dense_as_conv_is_the_dense_layer_at_every_window(h, w, c, d, extra):
-  kernel = jax.random.normal(jax.random.key(0), (h * w * c, d))
-  x = jax.random.normal(jax.random.key(1), (2, h + extra, w + extra, c))
+  kernel = normal(0, (h * w * c, d))
+  x = normal(1, (2, h + extra, w + extra, c))
   out = np.asarray(conv.conv2d(x, conv.dense_as_conv(kernel, (h, w, c))))
   x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)  # the numpy reference
   for i in range(extra + 1):
