@@ -114,9 +114,7 @@ def main(argv=None) -> int:
   p.add_argument('--models', default='resnet50')
   p.add_argument('--batches', default='8')
   p.add_argument('--torch', action='store_true', help='add the PyTorch reference')
-  args = p.parse_args(argv)
-  timer.choose(p, args.models, MODELS, 'model(s)')
-  return timer.run_and_write(run, args)
+  return timer.run_over_models(p, argv, run, MODELS)
 
 
 if __name__ == '__main__':

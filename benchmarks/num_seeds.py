@@ -83,9 +83,7 @@ def main(argv=None) -> int:
   p.add_argument('--batches', default='128' if on_cpu else '128,512')
   p.add_argument('--seeds', default='2,4' if on_cpu else '2,4,8', help='comma list of K')
   p.add_argument('--modes', default='vmap,unroll', help='seeds_mode candidates')
-  args = p.parse_args(argv)
-  timer.choose(p, args.models, MODELS, 'model(s)')
-  return timer.run_and_write(run, args)
+  return timer.run_over_models(p, argv, run, MODELS)
 
 
 if __name__ == '__main__':

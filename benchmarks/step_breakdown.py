@@ -448,9 +448,7 @@ def main(argv=None) -> int:
   p.add_argument('--torch', action='store_true', help='the same passes and step in PyTorch')
   p.add_argument('--profile', action='store_true', help="XLA's per-thunk times from a trace")
   p.add_argument('--out', default='benchmarks/results/step_breakdown.json')
-  args = p.parse_args(argv)
-  timer.choose(p, args.models, MODELS, 'model(s)')
-  return timer.run_and_write(run, args)
+  return timer.run_over_models(p, argv, run, MODELS)
 
 
 if __name__ == '__main__':

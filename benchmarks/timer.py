@@ -109,3 +109,10 @@ def run_and_write(run, args) -> int:
   """Runs a benchmark and writes its JSON; the exit status for ``sys.exit``."""
   print('wrote', write_json(args.out, run(args)))
   return 0
+
+
+def run_over_models(parser, argv, run, models) -> int:
+  """Parses ``argv``, checks its ``--models`` against ``models``, runs and writes the JSON."""
+  args = parser.parse_args(argv)
+  choose(parser, args.models, models, 'model(s)')
+  return run_and_write(run, args)

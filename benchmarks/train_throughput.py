@@ -415,9 +415,7 @@ def main(argv=None) -> int:
   p.add_argument('--batches', default='128' if on_cpu else '128,512')
   p.add_argument('--matmul-n', type=int, default=1024 if on_cpu else 8192)
   p.add_argument('--torch', action='store_true', help='add the PyTorch reference')
-  args = p.parse_args(argv)
-  timer.choose(p, args.models, MODELS, 'model(s)')
-  return timer.run_and_write(run, args)
+  return timer.run_over_models(p, argv, run, MODELS)
 
 
 if __name__ == '__main__':
