@@ -30,11 +30,9 @@ import jax
 import numpy as np
 
 from benchmarks import timer
-from benchmarks.train_throughput import MODELS, _model_and_init, torch_device, torch_model
+from benchmarks.train_throughput import (MODELS, NO_YNN, _model_and_init, torch_device,
+                                         torch_model)
 from cnn_jax.models.introspect import xla_flops
-
-
-NO_YNN = {'xla_cpu_experimental_ynn_fusion_type': ''}  # an empty list: no YNNPACK fusion
 
 
 def project_forward_fn(name: str, batch: int, dtype_name: str):

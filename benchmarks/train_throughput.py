@@ -5,6 +5,8 @@ Candidates, timed interleaved in one process (``benchmarks/timer.py``):
 * ``cnn_jax``: the project's step (``cnn_jax.train.step.make_train_step``):
   uint8 batch in, normalisation, random crop + flip, BN, SGD momentum + weight
   decay, loss/accuracy/grad-norm metrics.
+* ``cnn_jax_no_ynn`` (CPU): that step compiled with YNNPACK off for it
+  (``NO_YNN``), beside the process-wide flags of ``cnn_jax.xla_defaults``.
 * ``flax_baseline`` (ResNet-20/56 only): the same network written the way a
   user writes it from the flax examples (``nn.Conv``, ``nn.BatchNorm``,
   ``optax.sgd``, ``optax.softmax_cross_entropy``; float input, no augmentation),
@@ -131,6 +133,10 @@ def baseline_step_fn(depth: int, batch: int, dtype):
 
 
 # ----------------------------------------------------------------------------- project
+
+# Compiler options for one program: an empty YNNPACK fusion list, i.e. XLA:CPU's own
+# convolutions and fusions whatever the process's flags (cnn_jax.xla_defaults) say.
+NO_YNN = {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 # The project's optimiser, as the CIFAR configs set it up.
 _SCHEDULE = optax.constant_schedule(0.1)
@@ -355,6 +361,10 @@ def throughput_row(name: str, batch: int, dtype_name: str, peaks: Mapping[str, f
   flops = xla_flops(step, state, arrays, key) or float('nan')  # before donation
   first_call = {'cnn_jax': time.perf_counter() - t0}
   candidates = {'cnn_jax': _Stateful(state, fn)}
+  if jax.default_backend() == 'cpu':  # the same step with YNNPACK off for it, on its own state
+    no_ynn = step.lower(state, arrays, key).compile(compiler_options=NO_YNN)
+    twin = jax.device_put(jax.device_get(state), jax.tree.map(lambda a: a.sharding, state))
+    candidates['cnn_jax_no_ynn'] = _Stateful(twin, lambda s: no_ynn(s, arrays, key))
   if baseline and base_depth is not None:
     dtype = compute_dtype(dtype_name) or jnp.float32
     candidates['flax_baseline'] = _Stateful(*baseline_step_fn(base_depth, batch, dtype))
@@ -387,6 +397,8 @@ def throughput_row(name: str, batch: int, dtype_name: str, peaks: Mapping[str, f
       line += (f"  {cand} {row[f'{cand}_img_s']:9.1f} img/s (ratio "
                f"{row[f'ratio_cnn_jax_over_{cand}']:.3f}, of best repeats "
                f"{row[f'best_ratio_cnn_jax_over_{cand}']:.3f})")
+  if 'cnn_jax_no_ynn' in t and 'torch' in t:
+    row['ratio_cnn_jax_no_ynn_over_torch'] = row['cnn_jax_no_ynn_img_s'] / row['torch_img_s']
   print(line, flush=True)
   return row
 

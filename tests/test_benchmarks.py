@@ -6,6 +6,7 @@ import json
 import pytest
 
 from benchmarks import conv_impls, train_throughput
+from cnn_jax import xla_defaults
 
 
 @pytest.mark.slow
@@ -19,7 +20,9 @@ def test_train_throughput_writes_ratios(tmp_path):
   row = json.loads(out.read_text())['rows'][0]
   assert row['model'] == 'resnet8' and row['step_gflops'] > 0
   keys = ['cnn_jax_img_s', 'flax_baseline_img_s', 'ratio_cnn_jax_over_flax_baseline',
-          'cnn_jax_mfu', 'matmul_peak_tflops'] + (['torch_img_s'] if has_torch else [])
+          'cnn_jax_mfu', 'matmul_peak_tflops', 'cnn_jax_no_ynn_img_s',
+          'ratio_cnn_jax_over_cnn_jax_no_ynn'] + (
+              ['torch_img_s', 'ratio_cnn_jax_no_ynn_over_torch'] if has_torch else [])
   for key in keys:
     assert row[key] > 0, key
 
@@ -37,6 +40,13 @@ def test_infer_throughput_times_both_library_choices(tmp_path):
       if has_torch else [])
   for key in keys:
     assert row[key] > 0, key
+  # The option empties YNNPACK's fusion list for that one program: none is left in it.
+  forward, variables, x = infer_throughput.project_forward_fn('resnet8', 2, 'float32')
+  lowered = forward.lower(variables, x)
+  assert '__ynn_fusion' not in lowered.compile(
+      compiler_options=train_throughput.NO_YNN).as_text()
+  if xla_defaults.measured_jaxlib():  # where the process's flags give YNNPACK convolutions
+    assert '__ynn_fusion' in lowered.compile().as_text()
 
 
 def test_baseline_resnet_matches_the_zoo_parameter_count():
