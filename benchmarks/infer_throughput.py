@@ -4,8 +4,8 @@ Issue 19's inference target is ResNet-50 at batch 8 at least as fast as PyTorch
 on the same CPU. Candidates, timed interleaved in one process:
 
 * ``cnn_jax``: ``model.apply(variables, x, train=False)`` jitted, what
-  ``Run.predict`` runs on a batch (BN folded into running statistics by XLA,
-  float32 NHWC input; bf16 compute with ``--dtypes bfloat16``).
+  ``Run.predict`` runs on a batch (BN with its running statistics, float32
+  NHWC input; bf16 compute with ``--dtypes bfloat16``).
 * ``cnn_jax_no_ynn``: the same program compiled with YNNPACK off for it
   (``compiler_options={'xla_cpu_experimental_ynn_fusion_type': ''}``: XLA's
   own convolutions and fusions). The process-wide default
