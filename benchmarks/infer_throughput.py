@@ -30,9 +30,10 @@ import jax
 import numpy as np
 
 from benchmarks import timer
-from benchmarks.train_throughput import (MODELS, NO_YNN, _model_and_init, torch_device,
+from benchmarks.train_throughput import (MODELS, _model_and_init, torch_device,
                                          torch_model)
 from cnn_jax.models.introspect import xla_flops
+from cnn_jax.train.cpu_library import NO_YNNPACK
 
 
 def project_forward_fn(name: str, batch: int, dtype_name: str):
@@ -73,7 +74,7 @@ def infer_row(name: str, batch: int, dtype_name: str, *, repeats: int,
   flops = xla_flops(forward, variables, x) or float('nan')  # compiles what the calls reuse
   candidates = {'cnn_jax': lambda: forward(variables, x)}
   if jax.default_backend() == 'cpu':
-    no_ynn = forward.lower(variables, x).compile(compiler_options=NO_YNN)
+    no_ynn = forward.lower(variables, x).compile(compiler_options=NO_YNNPACK)
     candidates['cnn_jax_no_ynn'] = lambda: no_ynn(variables, x)
   row = {'model': name, 'batch': batch, 'dtype': dtype_name, 'forward_gflops': flops / 1e9}
   if with_torch:

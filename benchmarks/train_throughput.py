@@ -6,7 +6,7 @@ Candidates, timed interleaved in one process (``benchmarks/timer.py``):
   uint8 batch in, normalisation, random crop + flip, BN, SGD momentum + weight
   decay, loss/accuracy/grad-norm metrics.
 * ``cnn_jax_no_ynn`` (CPU): that step compiled with YNNPACK off for it
-  (``NO_YNN``), beside the process-wide flags of ``cnn_jax.xla_defaults``.
+  (``NO_YNNPACK``), beside the process-wide flags of ``cnn_jax.xla_defaults``.
 * ``flax_baseline`` (ResNet-20/56 only): the same network written the way a
   user writes it from the flax examples (``nn.Conv``, ``nn.BatchNorm``,
   ``optax.sgd``, ``optax.softmax_cross_entropy``; float input, no augmentation),
@@ -48,6 +48,7 @@ from cnn_jax.models import get_model
 from cnn_jax.models.introspect import xla_flops
 from cnn_jax.tasks import Classification
 from cnn_jax.train.config import default_config
+from cnn_jax.train.cpu_library import NO_YNNPACK
 from cnn_jax.train.parallel import DataParallel
 from cnn_jax.train.seeds import over_seeds
 from cnn_jax.train.state import create_train_state
@@ -133,10 +134,6 @@ def baseline_step_fn(depth: int, batch: int, dtype):
 
 
 # ----------------------------------------------------------------------------- project
-
-# Compiler options for one program: an empty YNNPACK fusion list, i.e. XLA:CPU's own
-# convolutions and fusions whatever the process's flags (cnn_jax.xla_defaults) say.
-NO_YNN = {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 # The project's optimiser, as the CIFAR configs set it up.
 _SCHEDULE = optax.constant_schedule(0.1)
@@ -363,7 +360,7 @@ def throughput_row(name: str, batch: int, dtype_name: str, peaks: Mapping[str, f
   candidates = {'cnn_jax': _Stateful(state, fn)}
   if jax.default_backend() == 'cpu':  # the same step with YNNPACK off for it, on its own state
     t0 = time.perf_counter()
-    no_ynn = step.lower(state, arrays, key).compile(compiler_options=NO_YNN)
+    no_ynn = step.lower(state, arrays, key).compile(compiler_options=NO_YNNPACK)
     first_call['cnn_jax_no_ynn'] = time.perf_counter() - t0
     twin = jax.device_put(jax.device_get(state), jax.tree.map(lambda a: a.sharding, state))
     candidates['cnn_jax_no_ynn'] = _Stateful(twin, lambda s: no_ynn(s, arrays, key))

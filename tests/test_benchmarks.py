@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks import conv_impls, train_throughput
 from cnn_jax import xla_defaults
+from cnn_jax.train import cpu_library
 
 
 @pytest.mark.slow
@@ -44,7 +45,7 @@ def test_infer_throughput_times_both_library_choices(tmp_path):
   forward, variables, x = infer_throughput.project_forward_fn('resnet8', 2, 'float32')
   lowered = forward.lower(variables, x)
   assert '__ynn_fusion' not in lowered.compile(
-      compiler_options=train_throughput.NO_YNN).as_text()
+      compiler_options=cpu_library.NO_YNNPACK).as_text()
   if xla_defaults.measured_jaxlib():  # where the process's flags give YNNPACK convolutions
     assert '__ynn_fusion' in lowered.compile().as_text()
 

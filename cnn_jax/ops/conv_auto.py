@@ -32,6 +32,7 @@ import pathlib
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -63,9 +64,12 @@ def read_cache(path: pathlib.Path | None = None) -> dict:
 def _write_entry(path: pathlib.Path, key: str, entry: dict) -> None:
   """Adds one entry, re-reading the file first; replaced atomically (concurrent runs)."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  data = read_cache(path)
-  data[key] = entry
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.conv_auto.', suffix='.json')
+  write_json(path, {**read_cache(path), key: entry})
+
+
+def write_json(path: pathlib.Path, data: dict) -> None:
+  """Writes beside ``path``, then renames: a reader sees the old file or the new, never half."""
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.json')
   with os.fdopen(fd, 'w') as f:
     json.dump(data, f, indent=1, sort_keys=True)
   os.replace(tmp, path)
@@ -117,13 +121,20 @@ def measure(make_fn: Callable[[str], Callable], x_shape, w_shape, dtype,
       programs[impl] = (prog, ct)
     except Exception:  # noqa: BLE001 -- e.g. out of memory: that impl is not a candidate
       continue
-  samples = {impl: [] for impl in programs}
-  for _ in range(repeats):  # interleaved, so a burst of load hits every candidate
-    for impl, (prog, ct) in programs.items():
+  return interleaved_ms({impl: lambda prog=prog, ct=ct: prog(x, w, ct)
+                        for impl, (prog, ct) in programs.items()}, repeats)
+
+
+def interleaved_ms(calls: dict[str, Callable[[], Any]], repeats: int = REPEATS
+                   ) -> dict[str, float]:
+  """Median milliseconds of each call, taken in turn so a burst of load hits each alike."""
+  samples: dict[str, list[float]] = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, call in calls.items():
       t0 = time.perf_counter()
-      jax.block_until_ready(prog(x, w, ct))
-      samples[impl].append(1e3 * (time.perf_counter() - t0))
-  return {impl: float(np.median(s)) for impl, s in samples.items()}
+      jax.block_until_ready(call())
+      samples[name].append(1e3 * (time.perf_counter() - t0))
+  return {name: float(np.median(s)) for name, s in samples.items()}
 
 
 def choose(op: str, make_fn: Callable[[str], Callable], x_shape, w_shape, dtype,

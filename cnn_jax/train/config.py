@@ -7,6 +7,7 @@ the same keys and a typo is an error:
   seed, num_seeds (K > 1: seeds seed..seed+K-1 trained together in one program),
   seeds_mode ('auto' | 'vmap' | 'unroll'), batch_size, eval_batch_size, num_steps (or num_epochs), log_every,
   eval_every, dtype ('float32' | 'bfloat16' compute), parallel ('jit' | 'pmap'), num_devices,
+  xla_cpu_ynnpack ('flags' | 'off' | 'auto': YNNPACK per compiled step on XLA:CPU),
   checkpoint_every, keep_checkpoints, keep_best
   distributed: coordinator_address ('' single host, 'auto', or host:port),
              num_processes, process_id
@@ -51,7 +52,7 @@ from cnn_jax import models, tasks
 from cnn_jax.dtypes import DTYPES
 from cnn_jax.importing import is_path
 from cnn_jax.ops import conv
-from cnn_jax.train import optim, parallel
+from cnn_jax.train import cpu_library, optim, parallel
 from cnn_jax.train import seeds as seeds_lib
 
 DATASETS = ('synthetic', 'synthetic_faces', 'image_folder', 'tfds', 'coco', 'voc', 'mask_folder',
@@ -84,6 +85,9 @@ def default_config(task: str = 'classification') -> ml_collections.ConfigDict:
   c.dtype = 'float32'
   c.parallel = 'jit'           # data parallel over all devices: 'jit' (NamedSharding) or 'pmap'
   c.num_devices = 0            # 0: every device (of every process)
+  # XLA:CPU: 'flags' (XLA_FLAGS decide), 'off' (steps compiled without YNNPACK), 'auto'
+  # (the faster of the two, measured at the first step; cnn_jax/train/cpu_library.py)
+  c.xla_cpu_ynnpack = 'flags'
   c.checkpoint_every = 1000    # steps; the final step is always saved
   c.keep_checkpoints = 3
   c.keep_best = True           # also keep the best checkpoint by the task's headline metric
@@ -261,6 +265,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.schedule.name, optim.SCHEDULES, 'schedule.name')
   _choice(config.schedule.warmup_mode, optim.WARMUP_MODES, 'schedule.warmup_mode')
   _choice(config.parallel, parallel.MODES, 'parallel')
+  _choice(config.xla_cpu_ynnpack, cpu_library.SETTINGS, 'xla_cpu_ynnpack')
+  if config.xla_cpu_ynnpack != 'flags' and config.parallel != 'jit':
+    raise ValueError(f'xla_cpu_ynnpack={config.xla_cpu_ynnpack} sets compiler options per jit '
+                     'program; it needs --config.parallel=jit.')
   for key in ('batch_size', 'eval_batch_size', 'log_every', 'checkpoint_every',
               'keep_checkpoints'):
     if config[key] <= 0:

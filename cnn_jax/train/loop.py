@@ -36,7 +36,7 @@ from cnn_jax.dtypes import compute_dtype
 from cnn_jax.ops.compose import count_params
 from cnn_jax.tasks.base import Task
 from cnn_jax.train import config as config_lib
-from cnn_jax.train import optim, transfer
+from cnn_jax.train import cpu_library, optim, transfer
 from cnn_jax.train import seeds as seeds_lib
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.logging import MetricWriter, plot_metrics, truncate_metrics
@@ -370,13 +370,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
     state = dp.put_state(state)
 
-    train_step = dp.compile_train(per_seed(
-        make_train_step(model, task, tx, schedule, mean=mean, std=std,
-                        axis_name=dp.axis_name, is_frozen=is_frozen)))
-    eval_step = dp.compile_eval(per_seed(make_eval_step(model, task, mean=mean, std=std,
-                                                        axis_name=dp.axis_name),
-                                         in_axes=(0, None)))
-
     def run_eval(state) -> list[dict]:
       """Each seed's eval metrics (one dict without seeds trained together)."""
       batches = map(dp.put_batch, data.eval_batches())
@@ -424,6 +417,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                     else '') +
                    (f'; resumed at step {start}' if start else '') +
                    (f'; {init_note}' if init_note else ''))
+    # With xla_cpu_ynnpack=auto the train step is chosen at its first call, and the
+    # eval step, built at its first call, follows that choice.
+    library = cpu_library.Library(config.xla_cpu_ynnpack, workdir / cpu_library.RECORD,
+                                  note=writer.message)
+    train_fn = per_seed(make_train_step(model, task, tx, schedule, mean=mean, std=std,
+                                        axis_name=dp.axis_name, is_frozen=is_frozen))
+    train_step = library.train(lambda options: dp.compile_train(train_fn, options))
+    eval_fn = per_seed(make_eval_step(model, task, mean=mean, std=std, axis_name=dp.axis_name),
+                       in_axes=(0, None))
+    eval_step = library.eval(lambda options: dp.compile_eval(eval_fn, options))
     last_train: dict[str, float] = {}
     seed_train: list[dict] = [{} for _ in seed_dirs]
     eval_metrics: dict[str, Any] = {}

@@ -176,12 +176,23 @@ class DataParallel:
 
   # -- steps ------------------------------------------------------------------
 
-  def compile_train(self, train_step: Callable) -> Callable:
-    """``(state, batch, rng) -> (state, metrics)`` with metrics as scalars."""
+  def _check_options(self, compiler_options: dict | None) -> None:
+    if compiler_options and self.mode != 'jit':
+      raise ValueError('compiler options are set per jit program; use parallel=jit.')
+
+  def compile_train(self, train_step: Callable, compiler_options: dict | None = None
+                    ) -> Callable:
+    """``(state, batch, rng) -> (state, metrics)`` with metrics as scalars.
+
+    ``compiler_options``: XLA options for this program (jit only), e.g.
+    :data:`cnn_jax.train.cpu_library.NO_YNNPACK`.
+    """
+    self._check_options(compiler_options)
     if self.mode == 'jit':
       return jax.jit(train_step, donate_argnums=0,
                      in_shardings=(self.replicated, self.train_sharding, self.replicated),
-                     out_shardings=(self.replicated, self.replicated))
+                     out_shardings=(self.replicated, self.replicated),
+                     compiler_options=compiler_options)
     # Every process passes the same global device list (pmap's contract), so
     # the pmean spans all hosts; each process still feeds only its local shards.
     step = jax.pmap(train_step, axis_name=PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0,
@@ -193,10 +204,12 @@ class DataParallel:
 
     return run
 
-  def compile_eval(self, eval_step: Callable) -> Callable:
-    """``(state, batch) -> sums`` over the whole global batch."""
+  def compile_eval(self, eval_step: Callable, compiler_options: dict | None = None
+                   ) -> Callable:
+    """``(state, batch) -> sums`` over the whole global batch; options as for train."""
+    self._check_options(compiler_options)
     if self.mode == 'jit':
       return jax.jit(eval_step, in_shardings=(self.replicated, self.batch_sharding),
-                     out_shardings=self.replicated)
+                     out_shardings=self.replicated, compiler_options=compiler_options)
     step = jax.pmap(eval_step, axis_name=PMAP_AXIS, devices=self.devices)
     return lambda state, batch: jax.tree.map(first_replica, step(state, batch))

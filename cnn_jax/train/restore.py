@@ -26,7 +26,7 @@ from cnn_jax.data.dataset import ArrayDataset
 from cnn_jax.models.introspect import predict_batches
 from cnn_jax.ops.compose import count_params
 from cnn_jax.tasks.base import Task
-from cnn_jax.train import transfer
+from cnn_jax.train import cpu_library, transfer
 from cnn_jax.train.loop import build_model
 from cnn_jax.train.state import TrainState
 from cnn_jax.train.step import collect, make_eval_step
@@ -42,6 +42,9 @@ class Run:
   variables: dict[str, Any]
   train: ArrayDataset
   eval: ArrayDataset
+  # The XLA options the run's steps were compiled with (config.xla_cpu_ynnpack), so
+  # a report evaluates with the training run's own program.
+  compiler_options: dict | None = None
 
   @property
   def num_params(self) -> int:
@@ -51,7 +54,8 @@ class Run:
     """``(metrics, rows)`` of the eval split, on the default device."""
     c = self.config
     step = jax.jit(make_eval_step(self.model, self.task, mean=tuple(c.data.mean),
-                                  std=tuple(c.data.std)))
+                                  std=tuple(c.data.std)),
+                   compiler_options=self.compiler_options)
     state = TrainState(step=np.int32(0), params=self.variables['params'],
                        batch_stats=self.variables['batch_stats'], opt_state=())
     sums, rows = collect(step, state, pipeline.eval_batches(
@@ -67,7 +71,8 @@ class Run:
     c = self.config
     field, mean, std = self.task.input_field, tuple(c.data.mean), tuple(c.data.std)
     fn = jax.jit(lambda v, x: self.model.apply(
-        v, self.task.preprocess({field: x}, mean, std)[field], train=False))
+        v, self.task.preprocess({field: x}, mean, std)[field], train=False),
+        compiler_options=self.compiler_options)
     return predict_batches(lambda x: fn(self.variables, x), images, batch_size)
 
 
@@ -84,4 +89,5 @@ def load_run(workdir: str | pathlib.Path, which: str = 'best') -> Run:
   model = build_model(config, task.model_kwargs(train.num_classes))
   variables = transfer.load_variables(workdir, which=which, best_metric=task.headline,
                                       best_mode=task.headline_mode)
-  return Run(workdir, config, task, model, jax.tree.map(np.asarray, variables), train, ev)
+  return Run(workdir, config, task, model, jax.tree.map(np.asarray, variables), train, ev,
+             cpu_library.run_options(config.get('xla_cpu_ynnpack', 'flags'), workdir))

@@ -1,0 +1,163 @@
+"""``config.xla_cpu_ynnpack``: whether XLA:CPU gives a run's steps to YNNPACK, per program.
+
+XLA:CPU (jaxlib 0.10) hands convolutions, and with the project's default flag
+(:mod:`cnn_jax.xla_defaults`) elementwise work and reductions, to YNNPACK; with
+YNNPACK off for a program, XLA's Eigen convolutions and its own loops run it.
+Which is faster depends on the network and the pass, by 10-70% either way
+(``benchmarks/README.md``, 2026-12-07): ResNet-20's train step ran 1.14x faster
+with YNNPACK off, ResNet-56's 0.90x, ResNet-50's 0.81x, and ResNet-50's
+inference 1.5x faster. One process-wide flag cannot take the better of each, a
+compiler option per program can:
+
+* ``'flags'`` (default): the process's ``XLA_FLAGS``, nothing per program;
+* ``'off'``: the run's train and eval steps compiled with YNNPACK off;
+* ``'auto'``: at the first train step, the step is compiled both ways and each
+  program timed on copies of the real state and batch (interleaved, median of
+  :data:`REPEATS`); the faster one runs the train and eval steps. The choice
+  and its timings go to ``<workdir>/xla_cpu_ynnpack.json`` before the first
+  checkpoint, and a resumed run compiles what the file says without measuring:
+  the two programs round differently, so exact resume needs the same one.
+
+Only XLA:CPU on the jaxlib versions :mod:`cnn_jax.xla_defaults` was measured
+on knows the option; elsewhere (a GPU, another jaxlib) ``off`` and ``auto``
+run as ``flags`` and say so. ``auto`` measures in one process (a multi-host
+run would need every host to agree: pick ``flags`` or ``off`` there), and
+both need ``parallel=jit``: options are per compiled program, ``pmap`` has no
+place to pass them.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from cnn_jax import xla_defaults
+from cnn_jax.ops.conv_auto import interleaved_ms, write_json
+
+SETTINGS = ('flags', 'off', 'auto')
+# An empty list of fusion types: YNNPACK takes nothing from this program.
+NO_YNNPACK: dict[str, Any] = {'xla_cpu_experimental_ynn_fusion_type': ''}
+RECORD = 'xla_cpu_ynnpack.json'
+REPEATS = 3
+_OPTIONS = {'flags': None, 'off': NO_YNNPACK}
+
+
+def applies() -> bool:
+  """Whether this process can compile a program with YNNPACK off (XLA:CPU, measured jaxlib)."""
+  return jax.default_backend() == 'cpu' and xla_defaults.measured_jaxlib()
+
+
+def read_record(path: pathlib.Path) -> dict | None:
+  """The recorded choice ``{'choice', 'ms', ...}``; None when missing or unreadable."""
+  try:
+    record = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+  return record if isinstance(record, dict) and record.get('choice') in _OPTIONS else None
+
+
+def run_options(setting: str, workdir: pathlib.Path) -> dict | None:
+  """The compiler options a run in ``workdir`` compiled its steps with (its reports use them)."""
+  if not applies():
+    return None
+  if setting == 'auto':
+    record = read_record(workdir / RECORD)
+    return _OPTIONS[record['choice']] if record else None
+  return _OPTIONS.get(setting)
+
+
+@jax.jit
+def _copy(tree):
+  """New buffers for a donated argument, so a timing call leaves the real one alone."""
+  return jax.tree.map(jnp.copy, tree)
+
+
+class Library:
+  """One run's setting, resolved to compiler options once and shared by its steps.
+
+  Args:
+    setting: one of :data:`SETTINGS`.
+    record: the run's ``xla_cpu_ynnpack.json`` (``auto`` reads it, or writes it
+      when it measures).
+    note: where one line about the choice goes (the run's log).
+  """
+
+  def __init__(self, setting: str, record: pathlib.Path, note: Callable[[str], None]):
+    if setting not in SETTINGS:
+      raise ValueError(f'xla_cpu_ynnpack={setting!r} is not valid; choose one of '
+                       f'{", ".join(SETTINGS)}.')
+    self.record, self._note = record, note
+    self.choice: str | None = None if setting == 'auto' else setting
+    if setting != 'flags' and not applies():
+      note(f'xla_cpu_ynnpack={setting} applies to XLA:CPU on jaxlib '
+           f'{"/".join(xla_defaults.MEASURED_ON)}x only; this run uses the process flags.')
+      self.choice = 'flags'
+    elif setting == 'auto':
+      if jax.process_count() > 1:
+        raise ValueError('xla_cpu_ynnpack=auto measures in one process; a multi-host run '
+                         'needs --config.xla_cpu_ynnpack=flags or off.')
+      recorded = read_record(record)
+      if recorded is not None:
+        self.choice = recorded['choice']
+        note(f'xla_cpu_ynnpack=auto: {self.choice}, as recorded in {record}')
+      elif record.exists():
+        note(f'warning: {record} is unreadable; measuring again (a resumed run may then '
+             'round differently from its first part).')
+
+  @property
+  def options(self) -> dict | None:
+    """The compiler options of the chosen program (None: the process's flags)."""
+    return _OPTIONS[self.choice or 'flags']
+
+  def train(self, build: Callable[[dict | None], Any]) -> Callable:
+    """``build(options)`` jitted with those options; under ``auto``, chosen at the first call.
+
+    The measurement compiles ``build(None)`` and ``build(NO_YNNPACK)`` for the
+    first call's arguments, times both on copies of them (the step donates its
+    state) and then runs the faster program, this call included.
+    """
+    if self.choice is not None:
+      return build(self.options)
+    chosen: list[Callable] = []
+
+    def first_call(*args):
+      if not chosen:
+        chosen.append(self._measure(build, args))
+      return chosen[0](*args)
+
+    return first_call
+
+  def eval(self, build: Callable[[dict | None], Any]) -> Callable:
+    """``build(options)`` built at the first call, with the choice made by then (or 'flags')."""
+    built: list[Callable] = []
+
+    def call(*args):
+      if not built:
+        built.append(build(self.options))
+      return built[0](*args)
+
+    return call
+
+  def _measure(self, build, args) -> Callable:
+    programs = {name: build(options).lower(*args).compile()
+                for name, options in _OPTIONS.items()}
+    for program in programs.values():  # warm-up
+      jax.block_until_ready(program(*_copy(args)))
+
+    # Each call copies what it donates; the copy costs both programs the same.
+    ms = interleaved_ms({name: lambda p=program: p(*_copy(args))
+                         for name, program in programs.items()}, REPEATS)
+    ms = {name: round(t, 3) for name, t in ms.items()}
+    self.choice = min(ms, key=ms.get)
+    write_json(self.record, {
+        'choice': self.choice, 'ms': ms,
+        'measured': f'train step on copies of the first batch and state, median of {REPEATS}',
+        'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind})
+    self._note(f'xla_cpu_ynnpack=auto: {self.choice} (train step {ms["flags"]:.1f} ms with the '
+               f'flags, {ms["off"]:.1f} ms with YNNPACK off), recorded in {self.record}')
+    return programs[self.choice]
