@@ -135,9 +135,12 @@ def _quiet() -> Iterator[None]:
       finally:
         if failed:
           # Let the abandoned reads finish, and collect their futures and
-          # coroutines now, while their complaints are still silenced.
+          # coroutines now, while their complaints are still silenced. They are
+          # young: the two young generations hold them, and a full collection
+          # would walk the whole heap (about a second in a process that has
+          # traced many networks).
           time.sleep(0.05)
-          gc.collect()
+          gc.collect(1)
   finally:
     sys.unraisablehook = hook
     asyncio_logger.setLevel(asyncio_level)
