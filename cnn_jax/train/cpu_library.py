@@ -117,9 +117,9 @@ class Library:
   def train(self, build: Callable[[dict | None], Any]) -> Callable:
     """``build(options)`` jitted with those options; under ``auto``, chosen at the first call.
 
-    The measurement compiles ``build(None)`` and ``build(NO_YNNPACK)`` for the
-    first call's arguments, times both on copies of them (the step donates its
-    state) and then runs the faster program, this call included.
+    The measurement lowers ``build(None)`` for the first call's arguments, compiles
+    it with and without YNNPACK, times both on copies of the arguments (the step
+    donates its state) and then runs the faster program, this call included.
     """
     if self.choice is not None:
       return build(self.options)
@@ -144,7 +144,8 @@ class Library:
     return call
 
   def _measure(self, build, args) -> Callable:
-    programs = {name: build(options).lower(*args).compile()
+    lowered = build(None).lower(*args)  # traced once, compiled both ways
+    programs = {name: lowered.compile(compiler_options=options)
                 for name, options in _OPTIONS.items()}
     for program in programs.values():  # warm-up
       jax.block_until_ready(program(*_copy(args)))
