@@ -72,6 +72,7 @@ def write_json(path: pathlib.Path, data: dict) -> None:
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.json')
   with os.fdopen(fd, 'w') as f:
     json.dump(data, f, indent=1, sort_keys=True)
+  os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the others sharing the folder
   os.replace(tmp, path)
 
 
@@ -125,14 +126,19 @@ def measure(make_fn: Callable[[str], Callable], x_shape, w_shape, dtype,
                         for impl, (prog, ct) in programs.items()}, repeats)
 
 
-def interleaved_ms(calls: dict[str, Callable[[], Any]], repeats: int = REPEATS
-                   ) -> dict[str, float]:
-  """Median milliseconds of each call, taken in turn so a burst of load hits each alike."""
+def interleaved_ms(calls: dict[str, Callable[..., Any]], repeats: int = REPEATS,
+                   setup: Callable[[], Any] | None = None) -> dict[str, float]:
+  """Median milliseconds of each call, taken in turn so a burst of load hits each alike.
+
+  ``setup``: run before each call, outside its clock; its result is the call's
+  argument (e.g. fresh copies of what the call donates). Without it calls take none.
+  """
   samples: dict[str, list[float]] = {name: [] for name in calls}
   for _ in range(repeats):
     for name, call in calls.items():
+      args = () if setup is None else (setup(),)
       t0 = time.perf_counter()
-      jax.block_until_ready(call())
+      jax.block_until_ready(call(*args))
       samples[name].append(1e3 * (time.perf_counter() - t0))
   return {name: float(np.median(s)) for name, s in samples.items()}
 

@@ -16,7 +16,9 @@ compiler option per program can:
   :data:`REPEATS`); the faster one runs the train and eval steps. The choice
   and its timings go to ``<workdir>/xla_cpu_ynnpack.json`` before the first
   checkpoint, and a resumed run compiles what the file says without measuring:
-  the two programs round differently, so exact resume needs the same one.
+  the two programs round differently, so exact resume needs the same one. (A
+  fresh run measures for itself; a resume without a readable record warns and
+  measures.) The first step's ``compile_s`` includes the measurement.
 
 Only XLA:CPU on the jaxlib versions :mod:`cnn_jax.xla_defaults` was measured
 on knows the option; elsewhere (a GPU, another jaxlib) ``off`` and ``auto``
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,37 +80,47 @@ def _copy(tree):
   return jax.tree.map(jnp.copy, tree)
 
 
+def check_processes(setting: str) -> None:
+  """``auto`` measures in one process: a one-line error for a multi-host run, before it starts."""
+  if setting == 'auto' and jax.process_count() > 1:
+    raise ValueError('xla_cpu_ynnpack=auto measures in one process; a multi-host run '
+                     'needs --config.xla_cpu_ynnpack=flags or off.')
+
+
 class Library:
   """One run's setting, resolved to compiler options once and shared by its steps.
 
   Args:
     setting: one of :data:`SETTINGS`.
-    record: the run's ``xla_cpu_ynnpack.json`` (``auto`` reads it, or writes it
-      when it measures).
+    record: the run's ``xla_cpu_ynnpack.json``: ``auto`` writes it when it
+      measures, and a resumed ``auto`` run reads it.
     note: where one line about the choice goes (the run's log).
+    resumed: the run continues from a checkpoint. A fresh run measures even
+      if the folder holds a record (from an earlier run with other settings);
+      a resumed one keeps what its first part chose.
   """
 
-  def __init__(self, setting: str, record: pathlib.Path, note: Callable[[str], None]):
+  def __init__(self, setting: str, record: pathlib.Path, note: Callable[[str], None],
+               resumed: bool = False):
     if setting not in SETTINGS:
       raise ValueError(f'xla_cpu_ynnpack={setting!r} is not valid; choose one of '
                        f'{", ".join(SETTINGS)}.')
+    check_processes(setting)
     self.record, self._note = record, note
     self.choice: str | None = None if setting == 'auto' else setting
     if setting != 'flags' and not applies():
       note(f'xla_cpu_ynnpack={setting} applies to XLA:CPU on jaxlib '
            f'{"/".join(xla_defaults.MEASURED_ON)}x only; this run uses the process flags.')
       self.choice = 'flags'
-    elif setting == 'auto':
-      if jax.process_count() > 1:
-        raise ValueError('xla_cpu_ynnpack=auto measures in one process; a multi-host run '
-                         'needs --config.xla_cpu_ynnpack=flags or off.')
+    elif setting == 'auto' and resumed:
       recorded = read_record(record)
       if recorded is not None:
         self.choice = recorded['choice']
         note(f'xla_cpu_ynnpack=auto: {self.choice}, as recorded in {record}')
-      elif record.exists():
-        note(f'warning: {record} is unreadable; measuring again (a resumed run may then '
-             'round differently from its first part).')
+      else:
+        note(f'warning: {record} is {"unreadable" if record.exists() else "missing"}, so '
+             "the first part's program is unknown; auto chooses again at the next train step "
+             '(the rest of the run may round differently).')
 
   @property
   def options(self) -> dict | None:
@@ -144,15 +157,16 @@ class Library:
     return call
 
   def _measure(self, build, args) -> Callable:
+    t0 = time.perf_counter()
     lowered = build(None).lower(*args)  # traced once, compiled both ways
     programs = {name: lowered.compile(compiler_options=options)
                 for name, options in _OPTIONS.items()}
     for program in programs.values():  # warm-up
       jax.block_until_ready(program(*_copy(args)))
-
-    # Each call copies what it donates; the copy costs both programs the same.
-    ms = interleaved_ms({name: lambda p=program: p(*_copy(args))
-                         for name, program in programs.items()}, REPEATS)
+    # Each call gets fresh copies of what it donates, made before its clock starts.
+    ms = interleaved_ms({name: lambda copies, p=program: p(*copies)
+                         for name, program in programs.items()}, REPEATS,
+                        setup=lambda: jax.block_until_ready(_copy(args)))
     ms = {name: round(t, 3) for name, t in ms.items()}
     self.choice = min(ms, key=ms.get)
     write_json(self.record, {
@@ -160,5 +174,6 @@ class Library:
         'measured': f'train step on copies of the first batch and state, median of {REPEATS}',
         'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind})
     self._note(f'xla_cpu_ynnpack=auto: {self.choice} (train step {ms["flags"]:.1f} ms with the '
-               f'flags, {ms["off"]:.1f} ms with YNNPACK off), recorded in {self.record}')
+               f'flags, {ms["off"]:.1f} ms with YNNPACK off; measured in '
+               f'{time.perf_counter() - t0:.1f} s), recorded in {self.record}')
     return programs[self.choice]

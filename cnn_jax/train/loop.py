@@ -300,6 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   config_lib.validate(config)
   task = tasks.get_task(config)
   initialize_distributed(**config.distributed.to_dict())
+  cpu_library.check_processes(config.xla_cpu_ynnpack)
   if config.num_devices > jax.device_count():
     raise ValueError(f'num_devices={config.num_devices} but only {jax.device_count()} '
                      'devices exist; use 0 for all.')
@@ -420,7 +421,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # With xla_cpu_ynnpack=auto the train step is chosen at its first call, and the
     # eval step, built at its first call, follows that choice.
     library = cpu_library.Library(config.xla_cpu_ynnpack, workdir / cpu_library.RECORD,
-                                  note=writer.message)
+                                  note=writer.message, resumed=start > 0)
     train_fn = per_seed(make_train_step(model, task, tx, schedule, mean=mean, std=std,
                                         axis_name=dp.axis_name, is_frozen=is_frozen))
     train_step = library.train(lambda options: dp.compile_train(train_fn, options))

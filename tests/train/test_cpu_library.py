@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnn_jax.train import config as config_lib
+from cnn_jax.ops.conv_auto import interleaved_ms
 from cnn_jax.train import cpu_library, loop
 from cnn_jax.train.parallel import DataParallel
 from cnn_jax.train.restore import load_run
@@ -32,40 +33,50 @@ def _params(workdir):
 
 
 @pytest.mark.skipif(not cpu_library.applies(), reason='XLA:CPU on a measured jaxlib only')
-def test_auto_records_its_choice_and_a_resume_compiles_the_same_program(tmp_path, capsys):
+def test_auto_records_its_choice_and_a_resume_compiles_the_same_program(tmp_path, capsys,
+                                                                         monkeypatch):
   """Measured at the first step, written down, and read back by a resumed run.
 
-  The run loses its last checkpoint and is run again, so it resumes at step 2.
-  A straight run with the recorded setting is the reference: bit-identical
-  parameters and eval rows. The other setting gives different parameters, so
-  the comparison can tell which program ran.
+  The timings are measured, then reported as YNNPACK off winning, so the
+  choice does not depend on this machine (off is the one that changes the
+  program). The run loses its last checkpoint and is run again, so it resumes
+  at step 2. A straight ``off`` run is the reference: bit-identical parameters
+  and eval rows; a ``flags`` run differs in both, so the comparison can tell
+  which program ran the train and the eval steps.
   """
+  measured = []
+
+  def off_wins(calls, repeats, setup=None):
+    measured.append(interleaved_ms(calls, repeats, setup))
+    return {'flags': 2.0, 'off': 1.0}
+
+  monkeypatch.setattr(cpu_library, 'interleaved_ms', off_wins)
   auto = tmp_path / 'auto'
   loop.train_and_evaluate(_config('auto'), auto, quiet=True)
+  (timings,) = measured
+  assert set(timings) == {'flags', 'off'} and min(timings.values()) > 0
   record = json.loads((auto / cpu_library.RECORD).read_text())
-  chosen = record['choice']
-  assert chosen in ('flags', 'off') and record['backend'] == 'cpu'
-  assert all(record['ms'][k] > 0 for k in ('flags', 'off'))
-  assert f'xla_cpu_ynnpack=auto: {chosen} (train step ' in capsys.readouterr().out
+  assert record['choice'] == 'off' and record['backend'] == 'cpu'
+  assert record['ms'] == {'flags': 2.0, 'off': 1.0}
+  assert 'xla_cpu_ynnpack=auto: off (train step 2.0 ms with the flags' in capsys.readouterr().out
 
   shutil.rmtree(auto / 'checkpoints' / str(STEPS))
   loop.train_and_evaluate(_config('auto'), auto, quiet=True)
   out = capsys.readouterr().out
-  assert 'resumed at step 2' in out and f'xla_cpu_ynnpack=auto: {chosen}, as recorded' in out
+  assert 'resumed at step 2' in out and 'xla_cpu_ynnpack=auto: off, as recorded' in out
+  assert len(measured) == 1  # the resumed part did not measure
 
-  other = {'flags': 'off', 'off': 'flags'}[chosen]
-  for setting in (chosen, other):
+  for setting in ('off', 'flags'):
     loop.train_and_evaluate(_config(setting), tmp_path / setting, quiet=True)
-  for x, y in zip(_params(auto), _params(tmp_path / chosen), strict=True):
+  for x, y in zip(_params(auto), _params(tmp_path / 'off'), strict=True):
     np.testing.assert_array_equal(x, y)
   assert any(not np.array_equal(x, y)
-             for x, y in zip(_params(auto), _params(tmp_path / other), strict=True))
+             for x, y in zip(_params(auto), _params(tmp_path / 'flags'), strict=True))
   evals = lambda d: [r for r in map(json.loads, (d / 'metrics.jsonl').read_text().splitlines())
                      if r['split'] == 'eval']
-  assert evals(auto) == evals(tmp_path / chosen)
+  assert evals(auto) == evals(tmp_path / 'off') != evals(tmp_path / 'flags')
   # Reports rebuilt from the run compile with its choice too.
-  assert load_run(auto, 'latest').compiler_options == (
-      cpu_library.NO_YNNPACK if chosen == 'off' else None)
+  assert load_run(auto, 'latest').compiler_options == cpu_library.NO_YNNPACK
 
 
 @pytest.mark.skipif(not cpu_library.applies(), reason='XLA:CPU on a measured jaxlib only')
@@ -81,18 +92,22 @@ def test_off_compiles_the_step_without_ynnpack():
   assert '__ynn_fusion' not in hlo(cpu_library.NO_YNNPACK)
 
 
-def test_recorded_choice_wins_and_a_bad_record_is_measured_again(tmp_path):
+def test_a_resume_keeps_the_record_and_a_fresh_run_measures_again(tmp_path):
   notes = []
   path = tmp_path / cpu_library.RECORD
   path.write_text(json.dumps({'choice': 'off', 'ms': {'flags': 2.0, 'off': 1.0}}))
-  lib = cpu_library.Library('auto', path, notes.append)
+  lib = cpu_library.Library('auto', path, notes.append, resumed=True)
   if cpu_library.applies():
     assert lib.choice == 'off' and lib.options == cpu_library.NO_YNNPACK
     assert notes == [f'xla_cpu_ynnpack=auto: off, as recorded in {path}']
+    # A fresh run in the same folder (other settings, maybe) measures for itself.
+    assert cpu_library.Library('auto', path, notes.append).choice is None
     path.write_text('{"choice": "sometimes"')
     notes.clear()
-    assert cpu_library.Library('auto', path, notes.append).choice is None
-    assert notes[0].startswith(f'warning: {path} is unreadable; measuring again')
+    assert cpu_library.Library('auto', path, notes.append, resumed=True).choice is None
+    assert notes == [f"warning: {path} is unreadable, so the first part's program is unknown; "
+                     'auto chooses again at the next train step (the rest of the run may round '
+                     'differently).']
   else:  # a GPU, another jaxlib: the process flags, said once
     assert lib.choice == 'flags' and 'uses the process flags' in notes[0]
   with pytest.raises(ValueError, match="xla_cpu_ynnpack='fast' is not valid; choose one of"):
