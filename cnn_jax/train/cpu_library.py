@@ -87,6 +87,18 @@ def check_processes(setting: str) -> None:
                      'needs --config.xla_cpu_ynnpack=flags or off.')
 
 
+def _built_at_first_call(make: Callable[[tuple], Callable]) -> Callable:
+  """A function that builds itself as ``make(args)`` from its first call's arguments."""
+  built: list[Callable] = []
+
+  def call(*args):
+    if not built:
+      built.append(make(args))
+    return built[0](*args)
+
+  return call
+
+
 class Library:
   """One run's setting, resolved to compiler options once and shared by its steps.
 
@@ -105,7 +117,6 @@ class Library:
     if setting not in SETTINGS:
       raise ValueError(f'xla_cpu_ynnpack={setting!r} is not valid; choose one of '
                        f'{", ".join(SETTINGS)}.')
-    check_processes(setting)
     self.record, self._note = record, note
     self.choice: str | None = None if setting == 'auto' else setting
     if setting != 'flags' and not applies():
@@ -136,25 +147,11 @@ class Library:
     """
     if self.choice is not None:
       return build(self.options)
-    chosen: list[Callable] = []
-
-    def first_call(*args):
-      if not chosen:
-        chosen.append(self._measure(build, args))
-      return chosen[0](*args)
-
-    return first_call
+    return _built_at_first_call(lambda args: self._measure(build, args))
 
   def eval(self, build: Callable[[dict | None], Any]) -> Callable:
     """``build(options)`` built at the first call, with the choice made by then (or 'flags')."""
-    built: list[Callable] = []
-
-    def call(*args):
-      if not built:
-        built.append(build(self.options))
-      return built[0](*args)
-
-    return call
+    return _built_at_first_call(lambda args: build(self.options))
 
   def _measure(self, build, args) -> Callable:
     t0 = time.perf_counter()
