@@ -41,16 +41,24 @@ def test_auto_records_its_choice_and_a_resume_compiles_the_same_program(tmp_path
   choice does not depend on this machine (off is the one that changes the
   program). The run loses its last checkpoint and is run again, so it resumes
   at step 2. A straight ``off`` run is the reference: bit-identical parameters
-  and eval rows; a ``flags`` run differs in both, so the comparison can tell
-  which program ran the train and the eval steps.
+  and eval rows; a ``flags`` run's parameters differ, so the comparison can
+  tell which program ran the train steps. The eval step is checked by the
+  options it was compiled with (its rows may round alike either way).
   """
-  measured = []
+  measured, eval_options = [], []
 
   def off_wins(calls, repeats, setup=None):
     measured.append(interleaved_ms(calls, repeats, setup))
     return {'flags': 2.0, 'off': 1.0}
 
+  compile_eval = DataParallel.compile_eval
+
+  def spy(self, eval_step, compiler_options=None):
+    eval_options.append(compiler_options)
+    return compile_eval(self, eval_step, compiler_options)
+
   monkeypatch.setattr(cpu_library, 'interleaved_ms', off_wins)
+  monkeypatch.setattr(DataParallel, 'compile_eval', spy)
   auto = tmp_path / 'auto'
   loop.train_and_evaluate(_config('auto'), auto, quiet=True)
   (timings,) = measured
@@ -65,6 +73,7 @@ def test_auto_records_its_choice_and_a_resume_compiles_the_same_program(tmp_path
   out = capsys.readouterr().out
   assert 'resumed at step 2' in out and 'xla_cpu_ynnpack=auto: off, as recorded' in out
   assert len(measured) == 1  # the resumed part did not measure
+  assert eval_options == [cpu_library.NO_YNNPACK] * 2  # both parts' eval steps follow the choice
 
   for setting in ('off', 'flags'):
     loop.train_and_evaluate(_config(setting), tmp_path / setting, quiet=True)
@@ -74,7 +83,8 @@ def test_auto_records_its_choice_and_a_resume_compiles_the_same_program(tmp_path
              for x, y in zip(_params(auto), _params(tmp_path / 'flags'), strict=True))
   evals = lambda d: [r for r in map(json.loads, (d / 'metrics.jsonl').read_text().splitlines())
                      if r['split'] == 'eval']
-  assert evals(auto) == evals(tmp_path / 'off') != evals(tmp_path / 'flags')
+  assert evals(auto) == evals(tmp_path / 'off')
+  assert eval_options[2:] == [cpu_library.NO_YNNPACK, None]  # the straight runs, as asked
   # Reports rebuilt from the run compile with its choice too.
   assert load_run(auto, 'latest').compiler_options == cpu_library.NO_YNNPACK
 

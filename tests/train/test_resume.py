@@ -23,9 +23,9 @@ STEPS = 240
 def _args(workdir, *extra):
   """``cnn_jax.main``'s flags for the synthetic run."""
   return ['--config=configs/synthetic_cnn.py', f'--workdir={workdir}', '--quiet',
-          f'--config.num_steps={STEPS}', '--config.data.num_train=640',
+          f'--config.num_steps={STEPS}', '--config.data.num_train=320',
           '--config.data.num_eval=150', '--config.model.kwargs.widths=(8,16)',
-          '--config.batch_size=64',
+          '--config.batch_size=32',
           '--config.checkpoint_every=40', '--config.log_every=20', '--config.eval_every=80',
           *extra]
 
