@@ -13,6 +13,9 @@ from cnn_jax import xla_defaults
 
 # Forced, not defaulted: a shell exporting JAX_PLATFORMS=cuda must not move the suite.
 os.environ['JAX_PLATFORMS'] = 'cpu'
+# jaxlib 0.10, where the compile flags below were measured (XLA aborts on a flag it
+# does not know).
+_MEASURED = xla_defaults.measured_jaxlib()
 _TEST_FLAGS = (
     # Multi-device tests (data parallel, pmap) need several CPU devices; the rest
     # of the suite only ever uses device 0.
@@ -23,26 +26,27 @@ _TEST_FLAGS = (
     # eager cross-device gather, removed by parallel.first_replica; this is a margin.)
     '--xla_cpu_collective_call_terminate_timeout_seconds=900',
     # Most of the suite's time is XLA compiling small programs, and most of a CPU
-    # compile is LLVM optimising the generated kernels, so the suite asks LLVM for
-    # none (level 0; XLA's default is 2, and XLA's graph passes, fusion and layout,
-    # run at every level). The tests check values, not speed. Level 0 only paid off
-    # once loops stopped hiding convolutions from the libraries (ops.conv's lax
-    # path, README "Tests"): before, its unvectorised loops made run-bound tests as
-    # much slower as compile-bound ones got faster (2026-12-07 morning: 7 min 58 s
-    # against 8 min 0 s for level 1). Measured since, back to back on a 2-core Xeon
-    # with a cold cache, see README "Tests".
-    '--xla_backend_optimization_level=0',
+    # compile is LLVM optimising the generated kernels. The tests check values, not
+    # speed, and XLA's graph passes (fusion, layout) run at every level. Measured
+    # 2026-12-06 (2-core Xeon, cold cache, XLA's fusion emitters), LLVM level 2
+    # (XLA's default) / 1 / 0: the conv hypothesis tests 62 / 35 / 28 s, three
+    # end-to-end training tests 62 / 41 / 39 s, but the style-transfer L-BFGS test
+    # 6 / 6 / 32 s (level 0's kernels run slowly). On jaxlib 0.10, level 0: see below.
+    f'--xla_backend_optimization_level={0 if _MEASURED else 1}',
 )
-# XLA:CPU's older elemental emitters compile a small program in about 60% of the
-# fusion emitters' time (13 vs 22 ms of backend compile per eager op; the suite
-# compiles about 10,000 programs). Measured on jaxlib 0.10 only, and XLA aborts on
-# a flag it does not know, so only there.
+# On jaxlib 0.10: XLA:CPU's older elemental emitters compile a small program in about
+# 60% of the fusion emitters' time (13 vs 22 ms of backend compile per eager op; the
+# suite compiles about 10,000 programs), and with them LLVM level 0 beats level 1
+# (2026-12-07, back to back: 8 min 35 s against 10 min 2 s for the whole suite;
+# README "Tests"). Level 0 paid off only once loops stopped hiding convolutions from
+# the libraries (ops.conv's lax path): before, its unvectorised loops made run-bound
+# tests as much slower as compile-bound ones got faster (that morning: 7 min 58 s
+# against 8 min 0 s).
 _COMPILE_FLAGS = ('--xla_cpu_use_fusion_emitters=false',)
 # A flag the user's own XLA_FLAGS names keeps the user's value (e.g. level 2: the
 # kernels users run).
 os.environ['XLA_FLAGS'] = xla_defaults.with_defaults(
-    os.environ.get('XLA_FLAGS', ''),
-    _TEST_FLAGS + (_COMPILE_FLAGS if xla_defaults.measured_jaxlib() else ()))
+    os.environ.get('XLA_FLAGS', ''), _TEST_FLAGS + (_COMPILE_FLAGS if _MEASURED else ()))
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
