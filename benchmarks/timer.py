@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 
 import jax
 
+from cnn_jax.timing import interleaved_samples
+
 
 def block(tree):
   """Waits for every array in ``tree`` (async dispatch would hide the cost)."""
@@ -39,13 +41,7 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int,
     out[name] = {'compile_s': time.perf_counter() - t0}
     for _ in range(warmup - 1):
       block(fn())
-  samples = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      t0 = time.perf_counter()
-      block(fn())
-      samples[name].append(time.perf_counter() - t0)
-  for name, s in samples.items():
+  for name, s in interleaved_samples(fns, repeats).items():
     out[name].update(median_s=statistics.median(s), min_s=min(s))
   return out
 

@@ -36,7 +36,6 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageFile
 
+from cnn_jax.atomic_files import write_atomically
 from cnn_jax.data.dataset import ArrayDataset
 
 log = logging.getLogger(__name__)
@@ -359,18 +359,7 @@ def _read_cache(path: Path):
 
 def save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
   """``np.savez(path, **arrays)`` (uncompressed), never leaving a half-written file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  # Write beside the target then rename: os.replace is atomic, so a crash (or
-  # a concurrent run) never exposes a half-written file.
-  fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.tmp', dir=path.parent)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep a pack file from other users
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
+  write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def _write_cache(path: Path, prefix: str, images: np.ndarray, labels: np.ndarray,

@@ -29,13 +29,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
-import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import numpy as np
+
+from cnn_jax.atomic_files import write_json
+from cnn_jax.timing import interleaved_ms
 
 REPEATS = 3
 FALLBACK = 'lax'
@@ -63,17 +63,7 @@ def read_cache(path: pathlib.Path | None = None) -> dict:
 
 def _write_entry(path: pathlib.Path, key: str, entry: dict) -> None:
   """Adds one entry, re-reading the file first; replaced atomically (concurrent runs)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
   write_json(path, {**read_cache(path), key: entry})
-
-
-def write_json(path: pathlib.Path, data: dict) -> None:
-  """Writes beside ``path``, then renames: a reader sees the old file or the new, never half."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.json')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(data, f, indent=1, sort_keys=True)
-  os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the others sharing the folder
-  os.replace(tmp, path)
 
 
 def _device() -> str:
@@ -124,23 +114,6 @@ def measure(make_fn: Callable[[str], Callable], x_shape, w_shape, dtype,
       continue
   return interleaved_ms({impl: lambda prog=prog, ct=ct: prog(x, w, ct)
                         for impl, (prog, ct) in programs.items()}, repeats)
-
-
-def interleaved_ms(calls: dict[str, Callable[..., Any]], repeats: int = REPEATS,
-                   setup: Callable[[], Any] | None = None) -> dict[str, float]:
-  """Median milliseconds of each call, taken in turn so a burst of load hits each alike.
-
-  ``setup``: run before each call, outside its clock; its result is the call's
-  argument (e.g. fresh copies of what the call donates). Without it calls take none.
-  """
-  samples: dict[str, list[float]] = {name: [] for name in calls}
-  for _ in range(repeats):
-    for name, call in calls.items():
-      args = () if setup is None else (setup(),)
-      t0 = time.perf_counter()
-      jax.block_until_ready(call(*args))
-      samples[name].append(1e3 * (time.perf_counter() - t0))
-  return {name: float(np.median(s)) for name, s in samples.items()}
 
 
 def choose(op: str, make_fn: Callable[[str], Callable], x_shape, w_shape, dtype,

@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import xla_defaults
-from cnn_jax.ops.conv_auto import interleaved_ms, write_json
+from cnn_jax.atomic_files import write_json
+from cnn_jax.timing import interleaved_ms
 
 SETTINGS = ('flags', 'off', 'auto')
 # An empty list of fusion types: YNNPACK takes nothing from this program.

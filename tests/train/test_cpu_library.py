@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
+from cnn_jax.timing import interleaved_ms
 from cnn_jax.train import config as config_lib
-from cnn_jax.ops.conv_auto import interleaved_ms
 from cnn_jax.train import cpu_library, loop
 from cnn_jax.train.parallel import DataParallel
 from cnn_jax.train.restore import load_run
